@@ -1,0 +1,44 @@
+//! # maniac
+//!
+//! A multi-threaded, work-stealing async runtime with tokio's API names, built so that a task
+//! that computes for too long without an `.await` can be preempted instead of starving the
+//! others. This release is the foundation: the scheduler, tasks, the blocking pool and the
+//! runtime API. Preemption, coroutines, timers and networking arrive in later releases.
+//!
+//! ```
+//! let runtime = maniac::runtime::Runtime::new().unwrap();
+//! let sum = runtime.block_on(async {
+//!     let handles: Vec<_> = (0..10u64).map(|i| maniac::spawn(async move { i * i })).collect();
+//!     let mut sum = 0;
+//!     for handle in handles {
+//!         sum += handle.await.unwrap();
+//!     }
+//!     sum
+//! });
+//! assert_eq!(sum, 285);
+//! ```
+//!
+//! Moving from tokio is mostly a rename: `maniac::runtime::{Builder, Runtime, Handle}`,
+//! `maniac::spawn`, `maniac::task::{JoinHandle, JoinError, JoinSet, AbortHandle, spawn_blocking,
+//! yield_now}`, `#[maniac::main]` and `#[maniac::test]`. For channels and locks keep using
+//! `tokio::sync` (it does not need tokio's runtime), `async-channel` or `futures::channel`: they
+//! work on maniac as they are, and maniac does not duplicate them.
+//!
+//! ## Modules and how data flows
+//! `runtime` builds the `scheduler`; the scheduler runs `task`s on its workers and hands
+//! `spawn_blocking` closures to the `blocking` pool. Each module's documentation opens with its
+//! protocol.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
+
+mod blocking;
+pub(crate) mod loom;
+pub mod runtime;
+mod scheduler;
+pub mod task;
+
+pub use task::spawn;
+
+#[cfg(feature = "macros")]
+pub use maniac_macros::{main, test};

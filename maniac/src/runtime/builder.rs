@@ -1,0 +1,266 @@
+//! `Builder`: tokio's builder, same names and defaults where the concept is the same.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use super::Runtime;
+use crate::scheduler::{self, Flavor};
+
+type Callback = Arc<dyn Fn() + Send + Sync + 'static>;
+type ThreadNameFn = Arc<dyn Fn() -> String + Send + Sync + 'static>;
+
+/// The environment variable that sets the default number of worker threads (as
+/// `TOKIO_WORKER_THREADS` does for tokio); `Builder::worker_threads` overrides it.
+pub const WORKER_THREADS_ENV: &str = "MANIAC_WORKER_THREADS";
+
+/// Configures and builds a [`Runtime`], like `tokio::runtime::Builder`.
+///
+/// ```
+/// let runtime = maniac::runtime::Builder::new_multi_thread()
+///     .worker_threads(2)
+///     .thread_name("my-worker")
+///     .enable_all()
+///     .build()
+///     .unwrap();
+/// assert_eq!(runtime.block_on(async { 6 * 7 }), 42);
+/// ```
+pub struct Builder {
+    flavor: Flavor,
+    worker_threads: Option<usize>,
+    max_blocking_threads: usize,
+    thread_keep_alive: Duration,
+    global_queue_interval: u32,
+    threads: ThreadConfig,
+    enable_io: bool,
+    enable_time: bool,
+}
+
+/// How the runtime's threads (workers and blocking pool) are made.
+#[derive(Clone)]
+pub(crate) struct ThreadConfig {
+    name: ThreadNameFn,
+    stack_size: Option<usize>,
+    on_start: Option<Callback>,
+    on_stop: Option<Callback>,
+}
+
+impl ThreadConfig {
+    /// Spawns a runtime thread running `body` between the start and stop callbacks.
+    pub(crate) fn spawn(
+        &self,
+        body: impl FnOnce() + Send + 'static,
+    ) -> io::Result<thread::JoinHandle<()>> {
+        let mut builder = thread::Builder::new().name((self.name)());
+        if let Some(size) = self.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let config = self.clone();
+        builder.spawn(move || {
+            if let Some(on_start) = &config.on_start {
+                on_start();
+            }
+            body();
+        })
+    }
+
+    /// Runs the stop callback; the thread's body calls this as its last act.
+    pub(crate) fn on_stop(&self) {
+        if let Some(on_stop) = &self.on_stop {
+            on_stop();
+        }
+    }
+}
+
+/// The default number of worker threads: `MANIAC_WORKER_THREADS`, else one per core.
+fn default_worker_threads() -> io::Result<usize> {
+    match std::env::var(WORKER_THREADS_ENV) {
+        Ok(value) => value.trim().parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{WORKER_THREADS_ENV}={value:?} is not a number of worker threads"),
+            )
+        }),
+        Err(_) => Ok(thread::available_parallelism().map_or(1, usize::from)),
+    }
+}
+
+impl Builder {
+    /// A builder for the multi-threaded, work-stealing runtime.
+    pub fn new_multi_thread() -> Builder {
+        Builder::new(Flavor::MultiThread)
+    }
+
+    /// A builder for a runtime that runs every task on the thread that calls `block_on`.
+    pub fn new_current_thread() -> Builder {
+        Builder::new(Flavor::CurrentThread)
+    }
+
+    fn new(flavor: Flavor) -> Builder {
+        Builder {
+            flavor,
+            worker_threads: None,
+            // tokio's defaults.
+            max_blocking_threads: 512,
+            thread_keep_alive: Duration::from_secs(10),
+            global_queue_interval: scheduler::DEFAULT_GLOBAL_QUEUE_INTERVAL,
+            threads: ThreadConfig {
+                name: Arc::new(|| "maniac-runtime-worker".to_owned()),
+                stack_size: None,
+                on_start: None,
+                on_stop: None,
+            },
+            enable_io: false,
+            enable_time: false,
+        }
+    }
+
+    /// Number of worker threads (multi-thread flavour; ignored by current-thread). Default: the
+    /// `MANIAC_WORKER_THREADS` environment variable, else the number of cores. `0` makes `build`
+    /// fail.
+    pub fn worker_threads(&mut self, count: usize) -> &mut Builder {
+        self.worker_threads = Some(count);
+        self
+    }
+
+    /// The most threads the blocking pool may run at once (default 512). `0` makes `build` fail.
+    pub fn max_blocking_threads(&mut self, count: usize) -> &mut Builder {
+        self.max_blocking_threads = count;
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for work before it exits (default 10 s).
+    pub fn thread_keep_alive(&mut self, duration: Duration) -> &mut Builder {
+        self.thread_keep_alive = duration;
+        self
+    }
+
+    /// Name of every thread the runtime starts (default `maniac-runtime-worker`).
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Builder {
+        let name = name.into();
+        self.threads.name = Arc::new(move || name.clone());
+        self
+    }
+
+    /// A function that names each thread the runtime starts.
+    pub fn thread_name_fn<F>(&mut self, f: F) -> &mut Builder
+    where
+        F: Fn() -> String + Send + Sync + 'static,
+    {
+        self.threads.name = Arc::new(f);
+        self
+    }
+
+    /// Stack size of every thread the runtime starts (default: std's, 2 MiB).
+    pub fn thread_stack_size(&mut self, bytes: usize) -> &mut Builder {
+        self.threads.stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs `f` on each runtime thread when it starts.
+    pub fn on_thread_start<F>(&mut self, f: F) -> &mut Builder
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
+        self.threads.on_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f` on each runtime thread before it stops.
+    pub fn on_thread_stop<F>(&mut self, f: F) -> &mut Builder
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
+        self.threads.on_stop = Some(Arc::new(f));
+        self
+    }
+
+    /// Every how many polls a worker looks at the global queue before its own (default 31, as
+    /// tokio's). `0` makes `build` fail.
+    pub fn global_queue_interval(&mut self, polls: u32) -> &mut Builder {
+        self.global_queue_interval = polls;
+        self
+    }
+
+    /// Enables the I/O and time drivers. Accepted now for tokio compatibility; sockets and
+    /// timers arrive with the networking work, and will need it.
+    pub fn enable_all(&mut self) -> &mut Builder {
+        self.enable_io().enable_time()
+    }
+
+    /// Enables the I/O driver (see [`Builder::enable_all`]).
+    pub fn enable_io(&mut self) -> &mut Builder {
+        self.enable_io = true;
+        self
+    }
+
+    /// Enables the time driver (see [`Builder::enable_all`]).
+    pub fn enable_time(&mut self) -> &mut Builder {
+        self.enable_time = true;
+        self
+    }
+
+    /// Builds the runtime and, for the multi-thread flavour, starts its workers.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a configuration that cannot run (zero worker or blocking threads, more
+    /// workers than the scheduler can count, a zero global queue interval, an unparsable
+    /// `MANIAC_WORKER_THREADS`); the OS's error if a thread cannot be started.
+    pub fn build(&mut self) -> io::Result<Runtime> {
+        let invalid = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        let workers = match self.flavor {
+            Flavor::CurrentThread => 1,
+            Flavor::MultiThread => match self.worker_threads {
+                Some(count) => count,
+                None => default_worker_threads()?,
+            },
+        };
+        if workers == 0 {
+            return invalid("worker_threads must be at least 1 (got 0)".into());
+        }
+        if workers > scheduler::MAX_WORKERS {
+            return invalid(format!(
+                "worker_threads must be at most {} (got {workers})",
+                scheduler::MAX_WORKERS
+            ));
+        }
+        if self.max_blocking_threads == 0 {
+            return invalid("max_blocking_threads must be at least 1 (got 0)".into());
+        }
+        if self.global_queue_interval == 0 {
+            return invalid("global_queue_interval must be at least 1 (got 0)".into());
+        }
+        Runtime::start(scheduler::Config {
+            flavor: self.flavor,
+            workers,
+            max_blocking_threads: self.max_blocking_threads,
+            thread_keep_alive: self.thread_keep_alive,
+            global_queue_interval: self.global_queue_interval,
+            threads: self.threads.clone(),
+        })
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("flavor", &self.flavor)
+            .field("worker_threads", &self.worker_threads)
+            .field("max_blocking_threads", &self.max_blocking_threads)
+            .field("thread_keep_alive", &self.thread_keep_alive)
+            .field("global_queue_interval", &self.global_queue_interval)
+            .field("enable_io", &self.enable_io)
+            .field("enable_time", &self.enable_time)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ThreadConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadConfig")
+            .field("stack_size", &self.stack_size)
+            .finish_non_exhaustive()
+    }
+}

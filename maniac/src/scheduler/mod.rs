@@ -1,0 +1,379 @@
+//! The scheduler: where runnable tasks wait, which worker runs them next, and how workers sleep.
+//!
+//! ## Queues
+//! Each worker owns a **LIFO slot** (one task, not stealable) and a bounded FIFO **local queue**
+//! (256 tasks, an `st3` queue: other workers steal half of it at a time). The runtime has one
+//! unbounded global **injector** (`crossbeam-deque`). Room is left, not yet code, for a per-worker
+//! *pinned* queue that no other worker steals from: the coroutine work needs it for tasks that must
+//! resume on the thread that suspended them.
+//!
+//! ## Where a scheduled task goes ([`schedule_task`])
+//! 1. Woken (or spawned) on one of its own runtime's workers, by another task: into the LIFO slot.
+//!    The task it displaces goes to the back of the local queue. A message passed to a task is then
+//!    handled next, while it is hot in the cache.
+//! 2. Woken by itself while running (`yield_now`): the back of the local queue, never the LIFO slot,
+//!    so that a yield lets every queued task run first.
+//! 3. From any other thread: the injector.
+//!
+//! A full local queue moves half of itself, with the new task, to the injector. Whenever a task
+//! lands where other workers could take it (local queue or injector), the idle protocol's rule 1
+//! runs ([`idle`] module doc): a sleeping worker is woken if nobody is searching.
+//!
+//! ## Which task a worker runs next ([`worker`])
+//! - Every `global_queue_interval`-th poll (default 31) the injector comes first, so that a worker
+//!   busy with its own queue still takes injected tasks.
+//! - Otherwise the LIFO slot, then the local queue, then a batch from the injector (one task to
+//!   run and a fair share of the rest moved into the local queue).
+//! - After polling a task, the task it put in the LIFO slot runs at once, but at most
+//!   [`MAX_LIFO_POLLS`] times in a row; then the slot's task goes to the back of the local queue.
+//!   (tokio found that two tasks passing a message back and forth otherwise starve everyone else.)
+//! - With nothing local: steal half of another worker's local queue (victims tried from a random
+//!   start), then the injector, as a searcher (idle rules 2 and 3).
+//! - Nothing anywhere: park (idle rules 4 and 5).
+//!
+//! ## Shutdown
+//! [`Shared::begin_shutdown`] sets `shutdown` and unparks every worker. Each worker notices it
+//! between polls, drops the tasks of its own LIFO slot and local queue, and exits. Once no worker
+//! runs, [`Shared::finish_shutdown`] (or the last worker out, if the runtime stopped waiting)
+//! repeatedly wakes every task still in the registry and drops whatever reaches the injector, until
+//! the registry is empty; then it shuts the blocking pool down. A task spawned after `shutdown` is
+//! cancelled before it runs.
+//!
+//! ## Current-thread flavour
+//! The same `Core` and queues with one worker, driven by whichever thread is in `block_on`
+//! (`worker::block_on_core`). Between `block_on` calls the core waits in `Shared::parked_core`.
+
+mod block_on;
+pub(crate) mod idle;
+pub(crate) mod park;
+mod worker;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_deque::{Injector, Steal};
+
+pub(crate) use block_on::block_on;
+use idle::Idle;
+use park::Parker;
+use worker::Core;
+pub(crate) use worker::schedule_task;
+
+use crate::blocking::BlockingPool;
+use crate::runtime::{Handle, RuntimeMetrics, ThreadConfig};
+use crate::task::{self, JoinHandle, Runnable, TaskKind, TaskRegistry};
+
+/// The most workers a runtime may have.
+pub(crate) const MAX_WORKERS: usize = idle::MAX_WORKERS;
+/// Default of `Builder::global_queue_interval` (tokio's).
+pub(crate) const DEFAULT_GLOBAL_QUEUE_INTERVAL: u32 = 31;
+/// Capacity of each worker's local queue (tokio's and Go's).
+const LOCAL_QUEUE_CAPACITY: usize = 256;
+/// Most LIFO-slot polls in a row (tokio's cap).
+const MAX_LIFO_POLLS: usize = 3;
+
+/// Which scheduler a runtime uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    CurrentThread,
+    MultiThread,
+}
+
+/// What `Builder::build` decided.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) flavor: Flavor,
+    pub(crate) workers: usize,
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) thread_keep_alive: std::time::Duration,
+    pub(crate) global_queue_interval: u32,
+    pub(crate) threads: ThreadConfig,
+}
+
+/// What other threads may reach of one worker.
+#[derive(Debug)]
+struct Remote {
+    stealer: st3::fifo::Stealer<Runnable>,
+    parker: Parker,
+}
+
+/// The state every worker, handle and task of one runtime shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    flavor: Flavor,
+    remotes: Box<[Remote]>,
+    injector: Injector<Runnable>,
+    idle: Idle,
+    /// Set once by `begin_shutdown`; never cleared.
+    shutdown: AtomicBool,
+    /// Every live async task (`task::registry` module doc).
+    pub(crate) tasks: TaskRegistry,
+    pub(crate) blocking: BlockingPool,
+    global_queue_interval: u32,
+    threads: ThreadConfig,
+    /// Current-thread flavour: the one core while no `block_on` drives it.
+    parked_core: Mutex<Option<Box<Core>>>,
+    /// Current-thread flavour: `block_on` calls waiting for the core to come back.
+    core_waiters: Mutex<Vec<Waker>>,
+    /// Worker threads that have not yet left their loop.
+    running_workers: Mutex<usize>,
+    workers_exited: Condvar,
+}
+
+impl Shared {
+    /// Creates the scheduler and, for the multi-thread flavour, starts its workers.
+    pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
+        let cores: Vec<Box<Core>> = (0..config.workers).map(Core::new).collect();
+        let remotes = cores
+            .iter()
+            .map(|core| Remote {
+                stealer: core.stealer(),
+                parker: Parker::new(),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            flavor: config.flavor,
+            remotes,
+            injector: Injector::new(),
+            idle: Idle::new(config.workers),
+            shutdown: AtomicBool::new(false),
+            tasks: TaskRegistry::new(),
+            blocking: BlockingPool::new(config.max_blocking_threads, config.thread_keep_alive),
+            global_queue_interval: config.global_queue_interval,
+            threads: config.threads,
+            parked_core: Mutex::new(None),
+            core_waiters: Mutex::new(Vec::new()),
+            running_workers: Mutex::new(0),
+            workers_exited: Condvar::new(),
+        });
+        let mut threads = Vec::new();
+        match shared.flavor {
+            Flavor::CurrentThread => {
+                *shared.parked_core.lock().unwrap() = cores.into_iter().next();
+            }
+            Flavor::MultiThread => {
+                for core in cores {
+                    *shared.running_workers.lock().unwrap() += 1;
+                    let worker_shared = shared.clone();
+                    let spawned = shared.threads.spawn(move || {
+                        worker::run(worker_shared.clone(), core);
+                        worker_shared.threads.on_stop();
+                        worker_shared.worker_exited();
+                    });
+                    match spawned {
+                        Ok(thread) => threads.push(thread),
+                        Err(error) => {
+                            *shared.running_workers.lock().unwrap() -= 1;
+                            shared.begin_shutdown();
+                            shared.wait_for_workers(None);
+                            shared.finish_shutdown(None);
+                            return Err(error);
+                        }
+                    }
+                }
+            }
+        }
+        Ok((shared, threads))
+    }
+
+    pub(crate) fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    pub(crate) fn is_shutdown(&self) -> bool {
+        // Relaxed is enough to notice shutdown eventually; the places where shutdown must not be
+        // missed (spawn, the final drain) are ordered by the registry's locks.
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Spawns an async task (see `task::registry` rule 1 for the order of the steps).
+    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (runnable, handle) = task::new_task(future, self.clone(), TaskKind::Async);
+        let meta = runnable.metadata();
+        meta.set_registry_slot(self.tasks.insert(meta.id, runnable.waker()));
+        // After the insert: the final drain either sees the entry (and drops the task) or ran
+        // before the insert's lock, in which case this load sees `shutdown`.
+        if self.shutdown.load(Ordering::SeqCst) {
+            drop(runnable); // cancelled: its JoinHandle reports it
+            return handle;
+        }
+        worker::schedule(runnable, false);
+        handle
+    }
+
+    /// Spawns a blocking closure on the blocking pool.
+    pub(crate) fn spawn_blocking<F, R>(self: &Arc<Self>, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (runnable, handle) = task::new_task(
+            crate::blocking::BlockingTask::new(f),
+            self.clone(),
+            TaskKind::Blocking,
+        );
+        self.blocking.schedule(self, runnable);
+        handle
+    }
+
+    /// Rule 3 of "where a scheduled task goes".
+    fn schedule_remote(&self, task: Runnable) {
+        self.injector.push(task);
+        self.notify_parked();
+    }
+
+    /// Idle rule 1.
+    fn notify_parked(&self) {
+        if let Some(worker) = self.idle.worker_to_notify() {
+            self.remotes[worker].parker.unpark();
+        }
+    }
+
+    fn pop_injector(&self) -> Option<Runnable> {
+        loop {
+            match self.injector.steal() {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => return None,
+                Steal::Retry => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// Shutdown step 1 (runtime module doc).
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for remote in self.remotes.iter() {
+            remote.parker.unpark();
+        }
+    }
+
+    /// Whether the calling thread is one of this runtime's workers (or drives its core).
+    pub(crate) fn is_worker_thread(&self) -> bool {
+        worker::current_shared().is_some_and(|current| std::ptr::eq(current, self))
+    }
+
+    /// Waits until every worker thread has left its loop, or until `deadline`. Returns whether
+    /// they all did.
+    pub(crate) fn wait_for_workers(&self, deadline: Option<Instant>) -> bool {
+        let mut running = self.running_workers.lock().unwrap();
+        while *running > 0 {
+            running = match deadline {
+                None => self.workers_exited.wait(running).unwrap(),
+                Some(deadline) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        return false;
+                    };
+                    self.workers_exited.wait_timeout(running, left).unwrap().0
+                }
+            };
+        }
+        true
+    }
+
+    fn worker_exited(&self) {
+        let last = {
+            let mut running = self.running_workers.lock().unwrap();
+            *running -= 1;
+            *running == 0
+        };
+        self.workers_exited.notify_all();
+        if last {
+            // If the runtime stopped waiting (shutdown_timeout), nobody else will drain.
+            self.drop_remaining_tasks();
+        }
+    }
+
+    /// Shutdown steps 3 and 4, once no worker runs.
+    pub(crate) fn finish_shutdown(&self, deadline: Option<Instant>) {
+        match self.flavor {
+            Flavor::CurrentThread => {
+                // Dropping the core drops the tasks in its queues. If a `block_on` on another
+                // thread holds it, `return_core` does this when it hands the core back (both take
+                // the same lock after `shutdown` is set, so exactly one of them sees the core).
+                if let Some(core) = self.take_core() {
+                    drop(core);
+                    self.drop_remaining_tasks();
+                }
+            }
+            Flavor::MultiThread => {
+                if *self.running_workers.lock().unwrap() == 0 {
+                    self.drop_remaining_tasks();
+                }
+            }
+        }
+        self.blocking.shutdown(deadline);
+    }
+
+    /// Shutdown step 3: drops every task that is still alive. Only called when no thread runs or
+    /// holds a core of this runtime, so every live task is either in the injector, about to be
+    /// pushed there by a thread that is waking it, or idle (then `wake_all` pushes it).
+    fn drop_remaining_tasks(&self) {
+        loop {
+            let mut dropped = false;
+            while let Some(task) = self.pop_injector() {
+                drop(task);
+                dropped = true;
+            }
+            if self.tasks.len() == 0 {
+                return;
+            }
+            self.tasks.wake_all();
+            if !dropped && self.injector.is_empty() {
+                // A waking thread is between marking a task scheduled and pushing it.
+                thread::yield_now();
+            }
+        }
+    }
+
+    /// Current-thread flavour: takes the core to drive it.
+    fn take_core(&self) -> Option<Box<Core>> {
+        self.parked_core.lock().unwrap().take()
+    }
+
+    /// Current-thread flavour: a `block_on` hands the core back.
+    fn return_core(&self, core: Box<Core>) {
+        let unwanted = {
+            let mut parked = self.parked_core.lock().unwrap();
+            if self.is_shutdown() {
+                Some(core)
+            } else {
+                *parked = Some(core);
+                None
+            }
+        };
+        if let Some(core) = unwanted {
+            drop(core);
+            self.drop_remaining_tasks();
+        }
+        let waiters = std::mem::take(&mut *self.core_waiters.lock().unwrap());
+        for waiter in waiters {
+            waiter.wake();
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> RuntimeMetrics {
+        RuntimeMetrics {
+            num_workers: self.remotes.len(),
+            num_alive_tasks: self.tasks.len(),
+            global_queue_depth: self.injector.len(),
+        }
+    }
+
+    pub(crate) fn handle(self: &Arc<Self>) -> Handle {
+        Handle {
+            shared: self.clone(),
+        }
+    }
+
+    pub(crate) fn threads(&self) -> &ThreadConfig {
+        &self.threads
+    }
+}

@@ -1,0 +1,468 @@
+//! A worker: the queues it owns (`Core`) and the loop that runs their tasks. The rules are in the
+//! `scheduler` and `idle` module docs; comments here point at them.
+//!
+//! ## Who touches what
+//! - `Core` belongs to the thread that runs the loop; owning the `Box<Core>` is the permission to
+//!   run this worker's tasks. While the loop runs, the core sits in a `WorkerContext` on that
+//!   thread's stack, reachable through the thread-local `CURRENT`, so that a task waking another
+//!   task on the same thread can push into the LIFO slot. The core is borrowed only for queue
+//!   operations, never across a poll, so such a push always finds it free.
+//! - Other threads reach a worker only through its `Remote` (stealer and parker).
+
+use std::cell::{Cell, RefCell, RefMut};
+use std::future::Future;
+use std::pin::Pin;
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use super::{LOCAL_QUEUE_CAPACITY, MAX_LIFO_POLLS, Shared};
+use crate::runtime::context;
+use crate::task::{Runnable, TaskKind};
+
+/// The queues of one worker and its bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Core {
+    index: usize,
+    local: st3::fifo::Worker<Runnable>,
+    lifo_slot: Option<Runnable>,
+    /// Polls run so far (wrapping): paces the global-queue check.
+    tick: u32,
+    /// Whether this worker is counted in the idle protocol's `num_searching`.
+    is_searching: bool,
+    rng: FastRand,
+}
+
+impl Core {
+    pub(super) fn new(index: usize) -> Box<Core> {
+        Box::new(Core {
+            index,
+            local: st3::fifo::Worker::new(LOCAL_QUEUE_CAPACITY),
+            lifo_slot: None,
+            tick: 0,
+            is_searching: false,
+            rng: FastRand::new(index as u64),
+        })
+    }
+
+    pub(super) fn stealer(&self) -> st3::fifo::Stealer<Runnable> {
+        self.local.stealer()
+    }
+
+    /// "Which task a worker runs next", up to (not including) stealing.
+    fn next_task(&mut self, shared: &Shared) -> Option<Runnable> {
+        self.tick = self.tick.wrapping_add(1);
+        if self.tick % shared.global_queue_interval == 0 {
+            if let Some(task) = shared.pop_injector() {
+                return Some(task);
+            }
+        }
+        self.lifo_slot
+            .take()
+            .or_else(|| self.local.pop())
+            .or_else(|| self.pop_injector_batch(shared))
+    }
+
+    /// One task from the injector to run now, plus a fair share of the rest moved into the
+    /// local queue so that the next polls need not touch the shared queue.
+    fn pop_injector_batch(&mut self, shared: &Shared) -> Option<Runnable> {
+        if shared.injector.is_empty() {
+            return None;
+        }
+        let first = shared.pop_injector()?;
+        let share = (shared.injector.len() / shared.remotes.len())
+            .min(self.local.spare_capacity() / 2)
+            .min(LOCAL_QUEUE_CAPACITY / 2);
+        for _ in 0..share {
+            let Some(task) = shared.pop_injector() else {
+                break;
+            };
+            if let Err(task) = self.local.push(task) {
+                // Cannot happen (we checked the spare capacity), but never lose a task.
+                shared.injector.push(task);
+                break;
+            }
+        }
+        Some(first)
+    }
+
+    /// Steals as a searcher (idle rule 2): half of another worker's local queue, else the
+    /// injector.
+    fn steal_work(&mut self, shared: &Shared) -> Option<Runnable> {
+        if !self.is_searching {
+            if !shared.idle.try_begin_searching() {
+                return None;
+            }
+            self.is_searching = true;
+        }
+        let workers = shared.remotes.len();
+        let start = self.rng.below(workers);
+        for offset in 0..workers {
+            let victim = (start + offset) % workers;
+            if victim == self.index {
+                continue;
+            }
+            if let Some(task) = self.steal_from(shared, victim) {
+                return Some(task);
+            }
+        }
+        self.pop_injector_batch(shared)
+    }
+
+    fn steal_from(&mut self, shared: &Shared, victim: usize) -> Option<Runnable> {
+        loop {
+            match shared.remotes[victim]
+                .stealer
+                .steal_and_pop(&self.local, |available| available - available / 2)
+            {
+                Ok((task, _moved)) => return Some(task),
+                Err(st3::StealError::Empty) => return None,
+                // Another thief is mid-steal on this queue; it finishes in a few instructions.
+                Err(st3::StealError::Busy) => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// The last searcher's look before sleeping (idle rule 4): whether any queue has work. Work
+    /// found in another worker's local queue is stolen into ours, where whoever is woken finds it.
+    fn work_is_visible(&mut self, shared: &Shared) -> bool {
+        if !shared.injector.is_empty() {
+            return true;
+        }
+        (0..shared.remotes.len())
+            .filter(|&victim| victim != self.index)
+            .any(|victim| {
+                matches!(
+                    shared.remotes[victim]
+                        .stealer
+                        .steal(&self.local, |n| n - n / 2),
+                    Ok(_) | Err(st3::StealError::Busy)
+                )
+            })
+    }
+
+    /// Rules 1 and 2 of "where a scheduled task goes".
+    fn schedule_local(&mut self, shared: &Shared, task: Runnable, yielded: bool) {
+        let displaced = if yielded {
+            Some(task)
+        } else {
+            self.lifo_slot.replace(task)
+        };
+        if let Some(task) = displaced {
+            self.push_back(shared, task);
+            shared.notify_parked();
+        }
+    }
+
+    /// The back of the local queue; when it is full, half of it and `task` go to the injector.
+    fn push_back(&mut self, shared: &Shared, task: Runnable) {
+        let Err(task) = self.local.push(task) else {
+            return;
+        };
+        if let Ok(half) = self.local.drain(|available| available / 2) {
+            for moved in half {
+                shared.injector.push(moved);
+            }
+        }
+        shared.injector.push(task);
+    }
+
+    /// Idle rule 3, when a searcher gets a task.
+    fn end_searching(&mut self, shared: &Shared) {
+        if std::mem::take(&mut self.is_searching) && shared.idle.end_searching() {
+            shared.notify_parked();
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Shutdown: the tasks still queued here are dropped (their futures with them).
+        drop(self.lifo_slot.take());
+        while let Some(task) = self.local.pop() {
+            drop(task);
+        }
+    }
+}
+
+/// A worker's state on its own thread.
+struct WorkerContext {
+    shared: Arc<Shared>,
+    core: RefCell<Option<Box<Core>>>,
+}
+
+thread_local! {
+    /// The worker context of the loop running on this thread, or null.
+    static CURRENT: Cell<*const WorkerContext> = const { Cell::new(ptr::null()) };
+}
+
+/// Points `CURRENT` at a context for as long as the guard lives.
+struct CurrentGuard {
+    previous: *const WorkerContext,
+}
+
+impl CurrentGuard {
+    fn enter(cx: &WorkerContext) -> CurrentGuard {
+        CurrentGuard {
+            previous: CURRENT.replace(cx),
+        }
+    }
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        CURRENT.set(self.previous);
+    }
+}
+
+/// Runs `f` with the worker context of this thread, if there is one.
+fn with_current<R>(f: impl FnOnce(Option<&WorkerContext>) -> R) -> R {
+    let cx = CURRENT.get();
+    // SAFETY: `CURRENT` is non-null only while a `CurrentGuard` lives, and the guard is created
+    // after, and dropped before, the `WorkerContext` it points to, which lives on this thread's
+    // stack; a thread-local is only read by its own thread.
+    f(unsafe { cx.as_ref() })
+}
+
+/// The scheduler whose worker loop runs on this thread, if any.
+pub(super) fn current_shared() -> Option<*const Shared> {
+    with_current(|cx| cx.map(|cx| Arc::as_ptr(&cx.shared)))
+}
+
+impl WorkerContext {
+    fn core(&self) -> RefMut<'_, Box<Core>> {
+        RefMut::map(self.core.borrow_mut(), |core| {
+            core.as_mut()
+                .expect("maniac: worker loop running without its core")
+        })
+    }
+
+    fn find_task(&self) -> Option<Runnable> {
+        let mut core = self.core();
+        core.next_task(&self.shared)
+            .or_else(|| core.steal_work(&self.shared))
+    }
+
+    /// Polls `task`, then the tasks it puts in the LIFO slot (at most `MAX_LIFO_POLLS` in a row).
+    fn run_task(&self, task: Runnable) {
+        self.core().end_searching(&self.shared);
+        let mut task = task;
+        let mut lifo_polls = 0;
+        loop {
+            // No borrow of the core is held here: the poll may schedule onto it.
+            task.run();
+            let mut core = self.core();
+            let Some(next) = core.lifo_slot.take() else {
+                return;
+            };
+            if lifo_polls == MAX_LIFO_POLLS {
+                core.push_back(&self.shared, next);
+                self.shared.notify_parked();
+                return;
+            }
+            lifo_polls += 1;
+            core.tick = core.tick.wrapping_add(1);
+            task = next;
+        }
+    }
+
+    /// Idle rules 4 and 5 for a multi-thread worker.
+    fn park(&self) {
+        let shared = &self.shared;
+        let index = {
+            let mut core = self.core();
+            let was_searching = std::mem::take(&mut core.is_searching);
+            if shared.idle.transition_to_parked(core.index, was_searching)
+                && core.work_is_visible(shared)
+            {
+                shared.notify_parked();
+            }
+            core.index
+        };
+        loop {
+            shared.remotes[index].parker.park();
+            if shared.is_shutdown() {
+                return;
+            }
+            if !shared.idle.is_parked(index) {
+                // Woken by rule 1, which counted us as searching.
+                self.core().is_searching = true;
+                return;
+            }
+        }
+    }
+
+    /// Idle rules 4 and 5 for the current-thread driver, which may also be woken by its own
+    /// `block_on` future. It always parks as the last searcher, so it always re-checks: with
+    /// one worker there is no other searcher to cover for it.
+    fn park_current_thread(&self) {
+        let shared = &self.shared;
+        {
+            let mut core = self.core();
+            let is_searching = core.is_searching || shared.idle.try_begin_searching();
+            core.is_searching = false;
+            if shared.idle.transition_to_parked(core.index, is_searching)
+                && core.work_is_visible(shared)
+            {
+                shared.notify_parked();
+            }
+        }
+        shared.remotes[0].parker.park();
+        let notified = shared.idle.leave_parked(0);
+        self.core().is_searching = notified;
+    }
+}
+
+/// Rules 1–3 of "where a scheduled task goes", for a task that is not a blocking one.
+pub(super) fn schedule(task: Runnable, yielded: bool) {
+    let scheduler = Arc::as_ptr(&task.metadata().scheduler);
+    let task = with_current(|cx| {
+        let Some(cx) = cx.filter(|cx| ptr::eq(Arc::as_ptr(&cx.shared), scheduler)) else {
+            return Some(task);
+        };
+        // The core is absent while the worker shuts down, and borrowed if a wake-up comes from
+        // inside a queue operation (a task dropped there waking another): use the injector then.
+        let Ok(mut core) = cx.core.try_borrow_mut() else {
+            return Some(task);
+        };
+        let Some(core) = core.as_mut() else {
+            return Some(task);
+        };
+        core.schedule_local(&cx.shared, task, yielded);
+        None
+    });
+    if let Some(task) = task {
+        // This waker clone holds a reference to the task, and so to the `Arc<Shared>` in its
+        // metadata, until we are done: once pushed, the task may run to completion and drop its
+        // reference on another worker before `schedule_remote` returns.
+        let _keep_alive = task.waker();
+        // SAFETY: `scheduler` points into the `Arc` held by the task's metadata, which
+        // `_keep_alive` keeps alive for the rest of this function.
+        let shared = unsafe { &*scheduler };
+        shared.schedule_remote(task);
+    }
+}
+
+/// The schedule function of every task (async-task calls it when a task is woken).
+pub(crate) fn schedule_task(task: Runnable, info: async_task::ScheduleInfo) {
+    match task.metadata().kind {
+        TaskKind::Async => schedule(task, info.woken_while_running),
+        TaskKind::Blocking => {
+            let shared = task.metadata().scheduler.clone();
+            shared.blocking.schedule(&shared, task);
+        }
+    }
+}
+
+/// A multi-thread worker's thread body.
+pub(super) fn run(shared: Arc<Shared>, core: Box<Core>) {
+    let handle = shared.handle();
+    let _driving = context::enter_runtime(&handle);
+    let cx = WorkerContext {
+        shared,
+        core: RefCell::new(Some(core)),
+    };
+    let _current = CurrentGuard::enter(&cx);
+    while !cx.shared.is_shutdown() {
+        match cx.find_task() {
+            Some(task) => cx.run_task(task),
+            None => cx.park(),
+        }
+    }
+    // Shutdown: drop this worker's queued tasks, with the core no longer reachable, so that what
+    // their destructors wake goes to the injector (drained by the final step of shutdown).
+    let core = cx.core.borrow_mut().take();
+    drop(core);
+}
+
+/// How many tasks the current-thread driver runs between two looks at its own future.
+const TASKS_PER_BLOCK_ON_POLL: usize = 61;
+
+/// Drives a current-thread runtime's core on this thread until `future` completes.
+pub(super) fn block_on_core<F: Future>(
+    shared: &Arc<Shared>,
+    core: Box<Core>,
+    mut future: Pin<&mut F>,
+) -> F::Output {
+    let cx = WorkerContext {
+        shared: shared.clone(),
+        core: RefCell::new(Some(core)),
+    };
+    let _current = CurrentGuard::enter(&cx);
+    // Hands the core back even if `future` panics.
+    let _return_core = ReturnCore(&cx);
+    let main = Arc::new(MainWake {
+        woken: AtomicBool::new(true),
+        shared: shared.clone(),
+    });
+    let waker = Waker::from(main.clone());
+    let mut main_cx = Context::from_waker(&waker);
+    loop {
+        // Acquire: what the waker's thread wrote before waking is visible to the poll.
+        if main.woken.swap(false, Ordering::AcqRel) {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut main_cx) {
+                return output;
+            }
+        }
+        let mut ran = 0;
+        while ran < TASKS_PER_BLOCK_ON_POLL && !main.woken.load(Ordering::Acquire) {
+            let next = cx.core().next_task(&cx.shared);
+            let Some(task) = next else {
+                break;
+            };
+            cx.run_task(task);
+            ran += 1;
+        }
+        if ran == 0 && !main.woken.load(Ordering::Acquire) {
+            cx.park_current_thread();
+        }
+    }
+}
+
+struct ReturnCore<'a>(&'a WorkerContext);
+
+impl Drop for ReturnCore<'_> {
+    fn drop(&mut self) {
+        let core = self.0.core.borrow_mut().take();
+        if let Some(core) = core {
+            self.0.shared.return_core(core);
+        }
+    }
+}
+
+/// The waker of a current-thread `block_on` future: marks it woken and unparks the driver.
+struct MainWake {
+    woken: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Wake for MainWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.shared.remotes[0].parker.unpark();
+    }
+}
+
+/// A small xorshift generator for choosing steal victims (no need for quality, only spread).
+#[derive(Debug)]
+struct FastRand(u64);
+
+impl FastRand {
+    fn new(seed: u64) -> FastRand {
+        FastRand(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        ((x >> 32) as usize * bound) >> 32
+    }
+}

@@ -1,0 +1,119 @@
+//! The registry of a runtime's live async tasks.
+//!
+//! Shutdown must drop the future of every task, including the ones that wait for a wake-up that
+//! will never come. Those are in no queue, so the registry keeps a waker of each: waking it puts the
+//! task in a queue, where shutdown finds and drops it. `abort()` also uses the registered waker, so
+//! a join handle needs no waker of its own.
+//!
+//! ## Rules
+//! 1. `Shared::spawn` inserts a task before its first schedule; the slot is kept in the task's
+//!    metadata. The task removes itself when its future is dropped (`cell` module doc, rule 4).
+//!    Nothing else removes entries, so "the registry is empty" means "every future is dropped".
+//! 2. A slot is `key * SHARDS + shard`; an entry also keeps the task id, and every lookup compares
+//!    it, so a slot reused by a later task is never mistaken for the earlier one.
+//! 3. Wakers are never called with a shard locked: waking schedules, scheduling at shutdown may
+//!    drop a task, and a dropped task locks its shard to remove itself.
+//!
+//! Sharding by task id keeps spawns and completions on different workers off each other's lock
+//! (tokio shards its owned-task list for the same reason).
+
+use std::sync::Mutex;
+use std::task::Waker;
+
+use crossbeam_utils::CachePadded;
+use slab::Slab;
+
+use super::Id;
+use super::cell::NO_SLOT;
+
+/// Number of shards, a power of two.
+const SHARDS: usize = 64;
+
+#[derive(Debug)]
+struct Entry {
+    id: Id,
+    waker: Waker,
+}
+
+#[derive(Debug)]
+pub(crate) struct TaskRegistry {
+    shards: Box<[CachePadded<Mutex<Slab<Entry>>>]>,
+}
+
+impl TaskRegistry {
+    pub(crate) fn new() -> TaskRegistry {
+        TaskRegistry {
+            shards: (0..SHARDS)
+                .map(|_| CachePadded::new(Mutex::new(Slab::new())))
+                .collect(),
+        }
+    }
+
+    fn shard(&self, index: usize) -> std::sync::MutexGuard<'_, Slab<Entry>> {
+        // A poisoned shard only means a waker's clone or drop panicked while it was locked; the
+        // slab itself is consistent.
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rule 1: registers a task; returns its slot.
+    pub(crate) fn insert(&self, id: Id, waker: Waker) -> usize {
+        let shard = (id.as_u64() as usize) & (SHARDS - 1);
+        let key = self.shard(shard).insert(Entry { id, waker });
+        key * SHARDS + shard
+    }
+
+    /// Rule 1: the task `id` at `slot` leaves the registry (no-op for [`NO_SLOT`]).
+    pub(crate) fn remove(&self, slot: usize, id: Id) {
+        if slot == NO_SLOT {
+            return;
+        }
+        let removed = {
+            let mut shard = self.shard(slot % SHARDS);
+            let key = slot / SHARDS;
+            match shard.get(key) {
+                Some(entry) if entry.id == id => Some(shard.remove(key)),
+                _ => None,
+            }
+        };
+        // Dropped outside the lock (rule 3): dropping a waker may free the task.
+        drop(removed);
+    }
+
+    /// A clone of the waker of task `id` at `slot`, if it is still registered.
+    pub(crate) fn waker(&self, slot: usize, id: Id) -> Option<Waker> {
+        if slot == NO_SLOT {
+            return None;
+        }
+        let shard = self.shard(slot % SHARDS);
+        match shard.get(slot / SHARDS) {
+            Some(entry) if entry.id == id => Some(entry.waker.clone()),
+            _ => None,
+        }
+    }
+
+    /// Wakes task `id` at `slot` if it is still registered.
+    pub(crate) fn wake(&self, slot: usize, id: Id) {
+        if let Some(waker) = self.waker(slot, id) {
+            waker.wake();
+        }
+    }
+
+    /// Wakes every registered task (rule 3: clones the wakers first, wakes with no lock held).
+    pub(crate) fn wake_all(&self) {
+        for index in 0..SHARDS {
+            let wakers: Vec<Waker> = self
+                .shard(index)
+                .iter()
+                .map(|(_, entry)| entry.waker.clone())
+                .collect();
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Number of live tasks (locks every shard in turn: for metrics and shutdown, not hot paths).
+    pub(crate) fn len(&self) -> usize {
+        (0..SHARDS).map(|index| self.shard(index).len()).sum()
+    }
+}
