@@ -11,8 +11,11 @@
 //! 1. Woken (or spawned) on one of its own runtime's workers, by another task: into the LIFO slot.
 //!    The task it displaces goes to the back of the local queue. A message passed to a task is then
 //!    handled next, while it is hot in the cache.
-//! 2. Woken by itself while running (`yield_now`): the back of the local queue, never the LIFO slot,
-//!    so that a yield lets every queued task run first.
+//! 2. Woken by itself while running (`yield_now`): the worker's *deferred* list, never the LIFO
+//!    slot. A yield is a lower priority than a spawn or a wake-up (as in tokio): deferred tasks go
+//!    back to the local queue when the worker has nothing else to run (before it parks), and at
+//!    the latest every [`DEFERRED_INTERVAL`] polls, so a yield lets every queued task run first and
+//!    is never starved.
 //! 3. From any other thread: the injector.
 //!
 //! A full local queue moves half of itself, with the new task, to the injector. Whenever a task
@@ -22,13 +25,16 @@
 //! ## Which task a worker runs next ([`worker`])
 //! - Every `global_queue_interval`-th poll (default 31) the injector comes first, so that a worker
 //!   busy with its own queue still takes injected tasks.
-//! - Otherwise the LIFO slot, then the local queue, then a batch from the injector (one task to
-//!   run and a fair share of the rest moved into the local queue).
+//! - Otherwise the LIFO slot, then the local queue, then the injector.
+//! - The injector is always read as a batch: one task to run, and a fair share of the rest
+//!   (`len / workers`, at most half the local queue) moved into the local queue, so that a worker
+//!   busy with its own tasks still drains injected ones at the rate they arrive.
 //! - After polling a task, the task it put in the LIFO slot runs at once, but at most
 //!   [`MAX_LIFO_POLLS`] times in a row; then the slot's task goes to the back of the local queue.
 //!   (tokio found that two tasks passing a message back and forth otherwise starve everyone else.)
 //! - With nothing local: steal half of another worker's local queue (victims tried from a random
 //!   start), then the injector, as a searcher (idle rules 2 and 3).
+//! - Then the worker's own deferred (yielded) tasks.
 //! - Nothing anywhere: park (idle rules 4 and 5).
 //!
 //! ## Shutdown
@@ -75,6 +81,9 @@ pub(crate) const DEFAULT_GLOBAL_QUEUE_INTERVAL: u32 = 31;
 const LOCAL_QUEUE_CAPACITY: usize = 256;
 /// Most LIFO-slot polls in a row (tokio's cap).
 const MAX_LIFO_POLLS: usize = 3;
+/// At the latest every how many polls yielded tasks go back to the local queue (tokio's
+/// `event_interval`, at which it re-schedules its deferred tasks).
+const DEFERRED_INTERVAL: u32 = 61;
 
 /// Which scheduler a runtime uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

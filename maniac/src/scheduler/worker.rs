@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::{LOCAL_QUEUE_CAPACITY, MAX_LIFO_POLLS, Shared};
+use super::{DEFERRED_INTERVAL, LOCAL_QUEUE_CAPACITY, MAX_LIFO_POLLS, Shared};
 use crate::runtime::context;
 use crate::task::{Runnable, TaskKind};
 
@@ -27,6 +27,9 @@ pub(crate) struct Core {
     index: usize,
     local: st3::fifo::Worker<Runnable>,
     lifo_slot: Option<Runnable>,
+    /// Tasks that yielded (rule 2 of "where a scheduled task goes"), not yet back in the local
+    /// queue. Not stealable until they are.
+    deferred: Vec<Runnable>,
     /// Polls run so far (wrapping): paces the global-queue check.
     tick: u32,
     /// Whether this worker is counted in the idle protocol's `num_searching`.
@@ -40,6 +43,7 @@ impl Core {
             index,
             local: st3::fifo::Worker::new(LOCAL_QUEUE_CAPACITY),
             lifo_slot: None,
+            deferred: Vec::new(),
             tick: 0,
             is_searching: false,
             rng: FastRand::new(index as u64),
@@ -53,8 +57,11 @@ impl Core {
     /// "Which task a worker runs next", up to (not including) stealing.
     fn next_task(&mut self, shared: &Shared) -> Option<Runnable> {
         self.tick = self.tick.wrapping_add(1);
+        if self.tick % DEFERRED_INTERVAL == 0 {
+            self.flush_deferred(shared);
+        }
         if self.tick % shared.global_queue_interval == 0 {
-            if let Some(task) = shared.pop_injector() {
+            if let Some(task) = self.pop_injector_batch(shared) {
                 return Some(task);
             }
         }
@@ -85,6 +92,25 @@ impl Core {
             }
         }
         Some(first)
+    }
+
+    /// The yielded tasks, once nothing else is runnable here: back into the local queue (where
+    /// idle workers may now steal them), and the first of them to run.
+    fn next_deferred(&mut self, shared: &Shared) -> Option<Runnable> {
+        self.flush_deferred(shared);
+        self.local.pop()
+    }
+
+    fn flush_deferred(&mut self, shared: &Shared) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut deferred = std::mem::take(&mut self.deferred);
+        for task in deferred.drain(..) {
+            self.push_back(shared, task);
+        }
+        self.deferred = deferred; // keep the allocation
+        shared.notify_parked();
     }
 
     /// Steals as a searcher (idle rule 2): half of another worker's local queue, else the
@@ -144,12 +170,11 @@ impl Core {
 
     /// Rules 1 and 2 of "where a scheduled task goes".
     fn schedule_local(&mut self, shared: &Shared, task: Runnable, yielded: bool) {
-        let displaced = if yielded {
-            Some(task)
-        } else {
-            self.lifo_slot.replace(task)
-        };
-        if let Some(task) = displaced {
+        if yielded {
+            self.deferred.push(task);
+            return;
+        }
+        if let Some(task) = self.lifo_slot.replace(task) {
             self.push_back(shared, task);
             shared.notify_parked();
         }
@@ -180,6 +205,7 @@ impl Drop for Core {
     fn drop(&mut self) {
         // Shutdown: the tasks still queued here are dropped (their futures with them).
         drop(self.lifo_slot.take());
+        drop(std::mem::take(&mut self.deferred));
         while let Some(task) = self.local.pop() {
             drop(task);
         }
@@ -242,6 +268,7 @@ impl WorkerContext {
         let mut core = self.core();
         core.next_task(&self.shared)
             .or_else(|| core.steal_work(&self.shared))
+            .or_else(|| core.next_deferred(&self.shared))
     }
 
     /// Polls `task`, then the tasks it puts in the LIFO slot (at most `MAX_LIFO_POLLS` in a row).
@@ -407,7 +434,11 @@ pub(super) fn block_on_core<F: Future>(
         }
         let mut ran = 0;
         while ran < TASKS_PER_BLOCK_ON_POLL && !main.woken.load(Ordering::Acquire) {
-            let next = cx.core().next_task(&cx.shared);
+            let next = {
+                let mut core = cx.core();
+                core.next_task(&cx.shared)
+                    .or_else(|| core.next_deferred(&cx.shared))
+            };
             let Some(task) = next else {
                 break;
             };
