@@ -30,8 +30,12 @@ pub(crate) struct Core {
     /// Tasks that yielded (rule 2 of "where a scheduled task goes"), not yet back in the local
     /// queue. Not stealable until they are.
     deferred: Vec<Runnable>,
-    /// Polls run so far (wrapping): paces the global-queue check.
-    tick: u32,
+    /// Polls left before the injector must come first (counts down to 0, then is reset).
+    /// A countdown rather than `tick % interval`, so that no path that polls several tasks
+    /// between two looks (the LIFO loop) can step over the due point.
+    until_global_check: u32,
+    /// Polls left before the deferred tasks must go back to the local queue (as above).
+    until_deferred_flush: u32,
     /// Whether this worker is counted in the idle protocol's `num_searching`.
     is_searching: bool,
     rng: FastRand,
@@ -44,7 +48,8 @@ impl Core {
             local: st3::fifo::Worker::new(LOCAL_QUEUE_CAPACITY),
             lifo_slot: None,
             deferred: Vec::new(),
-            tick: 0,
+            until_global_check: 0,
+            until_deferred_flush: DEFERRED_INTERVAL,
             is_searching: false,
             rng: FastRand::new(index as u64),
         })
@@ -56,11 +61,13 @@ impl Core {
 
     /// "Which task a worker runs next", up to (not including) stealing.
     fn next_task(&mut self, shared: &Shared) -> Option<Runnable> {
-        self.tick = self.tick.wrapping_add(1);
-        if self.tick % DEFERRED_INTERVAL == 0 {
+        self.count_poll();
+        if self.until_deferred_flush == 0 {
+            self.until_deferred_flush = DEFERRED_INTERVAL;
             self.flush_deferred(shared);
         }
-        if self.tick % shared.global_queue_interval == 0 {
+        if self.until_global_check == 0 {
+            self.until_global_check = shared.global_queue_interval;
             if let Some(task) = self.pop_injector_batch(shared) {
                 return Some(task);
             }
@@ -69,6 +76,12 @@ impl Core {
             .take()
             .or_else(|| self.local.pop())
             .or_else(|| self.pop_injector_batch(shared))
+    }
+
+    /// Counts one poll against both intervals.
+    fn count_poll(&mut self) {
+        self.until_global_check = self.until_global_check.saturating_sub(1);
+        self.until_deferred_flush = self.until_deferred_flush.saturating_sub(1);
     }
 
     /// One task from the injector to run now, plus a fair share of the rest moved into the
@@ -289,7 +302,7 @@ impl WorkerContext {
                 return;
             }
             lifo_polls += 1;
-            core.tick = core.tick.wrapping_add(1);
+            core.count_poll();
             task = next;
         }
     }
