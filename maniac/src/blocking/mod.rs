@@ -88,7 +88,7 @@ impl BlockingPool {
         state.num_threads += 1;
         drop(state);
         let thread_shared = shared.clone();
-        let spawned = shared.threads().spawn(move || {
+        let spawned = shared.threads.spawn(move || {
             thread_shared.blocking.run_thread(&thread_shared);
         });
         if let Err(error) = spawned {
@@ -113,6 +113,7 @@ impl BlockingPool {
         let handle = shared.handle();
         let _current = context::set_current(&handle);
         CURRENT_POOL.set(self);
+        shared.threads.on_start();
         let mut state = self.lock();
         loop {
             if let Some(task) = state.queue.pop_front() {
@@ -140,7 +141,7 @@ impl BlockingPool {
             }
         }
         drop(state);
-        shared.threads().on_stop();
+        shared.threads.on_stop();
         let mut state = self.lock();
         state.num_threads -= 1;
         if state.num_threads == 0 {

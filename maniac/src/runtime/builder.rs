@@ -48,7 +48,8 @@ pub(crate) struct ThreadConfig {
 }
 
 impl ThreadConfig {
-    /// Spawns a runtime thread running `body` between the start and stop callbacks.
+    /// Spawns a runtime thread running `body`. The body calls [`ThreadConfig::on_start`] and
+    /// [`ThreadConfig::on_stop`] itself, inside the runtime context, as tokio does.
     pub(crate) fn spawn(
         &self,
         body: impl FnOnce() + Send + 'static,
@@ -57,16 +58,17 @@ impl ThreadConfig {
         if let Some(size) = self.stack_size {
             builder = builder.stack_size(size);
         }
-        let config = self.clone();
-        builder.spawn(move || {
-            if let Some(on_start) = &config.on_start {
-                on_start();
-            }
-            body();
-        })
+        builder.spawn(body)
     }
 
-    /// Runs the stop callback; the thread's body calls this as its last act.
+    /// Runs the start callback; a runtime thread's first act once its context is set.
+    pub(crate) fn on_start(&self) {
+        if let Some(on_start) = &self.on_start {
+            on_start();
+        }
+    }
+
+    /// Runs the stop callback; a runtime thread's last act before its context goes.
     pub(crate) fn on_stop(&self) {
         if let Some(on_stop) = &self.on_stop {
             on_stop();

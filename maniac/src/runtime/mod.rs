@@ -40,6 +40,8 @@ use crate::task::JoinHandle;
 pub struct Runtime {
     handle: Handle,
     workers: Vec<thread::JoinHandle<()>>,
+    /// Set by the first shutdown, so that `Drop` after `shutdown_timeout` does not wait again.
+    shut_down: bool,
 }
 
 impl Runtime {
@@ -54,6 +56,7 @@ impl Runtime {
         Ok(Runtime {
             handle: Handle { shared },
             workers,
+            shut_down: false,
         })
     }
 
@@ -116,12 +119,16 @@ impl Runtime {
     }
 
     fn shutdown(&mut self, timeout: Option<Duration>) {
+        if std::mem::replace(&mut self.shut_down, true) {
+            return;
+        }
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         let shared = &self.handle.shared;
         shared.begin_shutdown();
         if shared.is_worker_thread() {
-            // Dropped by one of its own tasks: joining would wait for this very thread. The
-            // workers, this one included, clean up as they leave (step 2).
+            // Dropped by one of its own tasks: joining would wait for this very thread. The last
+            // worker out (or the current-thread driver, as it hands the core back) does steps 3
+            // and 4 without waiting.
             self.workers.clear();
             return;
         }

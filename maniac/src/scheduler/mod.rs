@@ -123,7 +123,7 @@ pub(crate) struct Shared {
     pub(crate) tasks: TaskRegistry,
     pub(crate) blocking: BlockingPool,
     global_queue_interval: u32,
-    threads: ThreadConfig,
+    pub(crate) threads: ThreadConfig,
     /// Current-thread flavour: the one core while no `block_on` drives it.
     parked_core: Mutex<Option<Box<Core>>>,
     /// Current-thread flavour: `block_on` calls waiting for the core to come back.
@@ -170,7 +170,6 @@ impl Shared {
                     let worker_shared = shared.clone();
                     let spawned = shared.threads.spawn(move || {
                         worker::run(worker_shared.clone(), core);
-                        worker_shared.threads.on_stop();
                         worker_shared.worker_exited();
                     });
                     match spawned {
@@ -207,7 +206,10 @@ impl Shared {
     {
         let (runnable, handle) = task::new_task(future, self.clone(), TaskKind::Async);
         let meta = runnable.metadata();
-        meta.set_registry_slot(self.tasks.insert(meta.id, runnable.waker()));
+        meta.set_registry_slot(
+            self.tasks
+                .insert(meta.id, TaskKind::Async, runnable.waker()),
+        );
         // After the insert: the final drain either sees the entry (and drops the task) or ran
         // before the insert's lock, in which case this load sees `shutdown`.
         if self.shutdown.load(Ordering::SeqCst) {
@@ -228,6 +230,11 @@ impl Shared {
             crate::blocking::BlockingTask::new(f),
             self.clone(),
             TaskKind::Blocking,
+        );
+        let meta = runnable.metadata();
+        meta.set_registry_slot(
+            self.tasks
+                .insert(meta.id, TaskKind::Blocking, runnable.waker()),
         );
         self.blocking.schedule(self, runnable);
         handle
@@ -295,9 +302,17 @@ impl Shared {
         };
         self.workers_exited.notify_all();
         if last {
-            // If the runtime stopped waiting (shutdown_timeout), nobody else will drain.
-            self.drop_remaining_tasks();
+            // If the runtime stopped waiting (shutdown_timeout), or was dropped by one of its own
+            // tasks, nobody else will.
+            self.drop_leftovers();
         }
+    }
+
+    /// What shutdown leaves to the last thread of the runtime out: dropping the remaining tasks
+    /// and the blocking closures that have not started (without waiting for running ones).
+    fn drop_leftovers(&self) {
+        self.drop_remaining_tasks();
+        self.blocking.shutdown(Some(Instant::now()));
     }
 
     /// Shutdown steps 3 and 4, once no worker runs.
@@ -331,10 +346,10 @@ impl Shared {
                 drop(task);
                 dropped = true;
             }
-            if self.tasks.len() == 0 {
+            if self.tasks.async_len() == 0 {
                 return;
             }
-            self.tasks.wake_all();
+            self.tasks.wake_all_async();
             if !dropped && self.injector.is_empty() {
                 // A waking thread is between marking a task scheduled and pushing it.
                 thread::yield_now();
@@ -360,7 +375,7 @@ impl Shared {
         };
         if let Some(core) = unwanted {
             drop(core);
-            self.drop_remaining_tasks();
+            self.drop_leftovers();
         }
         let waiters = std::mem::take(&mut *self.core_waiters.lock().unwrap());
         for waiter in waiters {
@@ -371,7 +386,7 @@ impl Shared {
     pub(crate) fn metrics(&self) -> RuntimeMetrics {
         RuntimeMetrics {
             num_workers: self.remotes.len(),
-            num_alive_tasks: self.tasks.len(),
+            num_alive_tasks: self.tasks.async_len(),
             global_queue_depth: self.injector.len(),
         }
     }
@@ -380,9 +395,5 @@ impl Shared {
         Handle {
             shared: self.clone(),
         }
-    }
-
-    pub(crate) fn threads(&self) -> &ThreadConfig {
-        &self.threads
     }
 }

@@ -38,6 +38,9 @@ pub(crate) struct Core {
     until_deferred_flush: u32,
     /// Whether this worker is counted in the idle protocol's `num_searching`.
     is_searching: bool,
+    /// Whether a wake-up on this thread may use the LIFO slot (off while a current-thread
+    /// `block_on` polls its own future).
+    lifo_enabled: bool,
     rng: FastRand,
 }
 
@@ -51,6 +54,7 @@ impl Core {
             until_global_check: 0,
             until_deferred_flush: DEFERRED_INTERVAL,
             is_searching: false,
+            lifo_enabled: true,
             rng: FastRand::new(index as u64),
         })
     }
@@ -185,6 +189,11 @@ impl Core {
     fn schedule_local(&mut self, shared: &Shared, task: Runnable, yielded: bool) {
         if yielded {
             self.deferred.push(task);
+            return;
+        }
+        if !self.lifo_enabled {
+            self.push_back(shared, task);
+            shared.notify_parked();
             return;
         }
         if let Some(task) = self.lifo_slot.replace(task) {
@@ -399,6 +408,8 @@ pub(crate) fn schedule_task(task: Runnable, info: async_task::ScheduleInfo) {
 pub(super) fn run(shared: Arc<Shared>, core: Box<Core>) {
     let handle = shared.handle();
     let _driving = context::enter_runtime(&handle);
+    // Inside the runtime context, as tokio runs them.
+    shared.threads.on_start();
     let cx = WorkerContext {
         shared,
         core: RefCell::new(Some(core)),
@@ -414,6 +425,7 @@ pub(super) fn run(shared: Arc<Shared>, core: Box<Core>) {
     // their destructors wake goes to the injector (drained by the final step of shutdown).
     let core = cx.core.borrow_mut().take();
     drop(core);
+    cx.shared.threads.on_stop();
 }
 
 /// How many tasks the current-thread driver runs between two looks at its own future.
@@ -441,12 +453,20 @@ pub(super) fn block_on_core<F: Future>(
     loop {
         // Acquire: what the waker's thread wrote before waking is visible to the poll.
         if main.woken.swap(false, Ordering::AcqRel) {
-            if let Poll::Ready(output) = future.as_mut().poll(&mut main_cx) {
+            // What the main future spawns goes to the back of the local queue, not the LIFO
+            // slot: the LIFO slot is for a task handing work to the next, and a main future that
+            // spawns in a loop would otherwise always jump the queue.
+            cx.core().lifo_enabled = false;
+            let polled = future.as_mut().poll(&mut main_cx);
+            cx.core().lifo_enabled = true;
+            if let Poll::Ready(output) = polled {
                 return output;
             }
         }
+        // Then queued tasks run, whether or not the main future is already woken again (it may
+        // have yielded): a main future that keeps waking itself must not starve them.
         let mut ran = 0;
-        while ran < TASKS_PER_BLOCK_ON_POLL && !main.woken.load(Ordering::Acquire) {
+        while ran < TASKS_PER_BLOCK_ON_POLL {
             let next = {
                 let mut core = cx.core();
                 core.next_task(&cx.shared)

@@ -42,8 +42,7 @@ const ABORT_REQUESTED: u8 = 1 << 0;
 /// cleared.
 const FINISHED: u8 = 1 << 1;
 
-/// `TaskMeta::registry_slot` of a task that is not in the registry (blocking tasks, which are
-/// always queued or running, so shutdown finds them without it).
+/// `TaskMeta::registry_slot` of a task not (yet) in the registry.
 pub(crate) const NO_SLOT: usize = usize::MAX;
 
 /// Which queue a task is scheduled on.

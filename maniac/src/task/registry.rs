@@ -1,14 +1,17 @@
-//! The registry of a runtime's live async tasks.
+//! The registry of a runtime's live tasks.
 //!
-//! Shutdown must drop the future of every task, including the ones that wait for a wake-up that
-//! will never come. Those are in no queue, so the registry keeps a waker of each: waking it puts the
-//! task in a queue, where shutdown finds and drops it. `abort()` also uses the registered waker, so
-//! a join handle needs no waker of its own.
+//! Shutdown must drop the future of every async task, including the ones that wait for a wake-up
+//! that will never come. Those are in no queue, so the registry keeps a waker of each: waking it
+//! puts the task in a queue, where shutdown finds and drops it. `abort()` and `AbortHandle` also use
+//! the registered waker, so a join handle needs no waker of its own. Blocking tasks are registered
+//! for that reason only: they are always queued or running, so shutdown leaves them to the blocking
+//! pool, and they are not counted as alive async tasks.
 //!
 //! ## Rules
-//! 1. `Shared::spawn` inserts a task before its first schedule; the slot is kept in the task's
+//! 1. `Shared::spawn` and `Shared::spawn_blocking` insert a task before its first schedule; the slot is kept in the task's
 //!    metadata. The task removes itself when its future is dropped (`cell` module doc, rule 4).
-//!    Nothing else removes entries, so "the registry is empty" means "every future is dropped".
+//!    Nothing else removes entries, so "no async entry is left" means "every async task's future is
+//!    dropped".
 //! 2. A slot is `key * SHARDS + shard`; an entry also keeps the task id, and every lookup compares
 //!    it, so a slot reused by a later task is never mistaken for the earlier one.
 //! 3. Wakers are never called with a shard locked: waking schedules, scheduling at shutdown may
@@ -24,7 +27,7 @@ use crossbeam_utils::CachePadded;
 use slab::Slab;
 
 use super::Id;
-use super::cell::NO_SLOT;
+use super::cell::{NO_SLOT, TaskKind};
 
 /// Number of shards, a power of two.
 const SHARDS: usize = 64;
@@ -32,6 +35,7 @@ const SHARDS: usize = 64;
 #[derive(Debug)]
 struct Entry {
     id: Id,
+    kind: TaskKind,
     waker: Waker,
 }
 
@@ -56,9 +60,9 @@ impl TaskRegistry {
     }
 
     /// Rule 1: registers a task; returns its slot.
-    pub(crate) fn insert(&self, id: Id, waker: Waker) -> usize {
+    pub(crate) fn insert(&self, id: Id, kind: TaskKind, waker: Waker) -> usize {
         let shard = (id.as_u64() as usize) & (SHARDS - 1);
-        let key = self.shard(shard).insert(Entry { id, waker });
+        let key = self.shard(shard).insert(Entry { id, kind, waker });
         key * SHARDS + shard
     }
 
@@ -98,12 +102,14 @@ impl TaskRegistry {
         }
     }
 
-    /// Wakes every registered task (rule 3: clones the wakers first, wakes with no lock held).
-    pub(crate) fn wake_all(&self) {
+    /// Wakes every registered async task (rule 3: clones the wakers first, wakes with no lock
+    /// held).
+    pub(crate) fn wake_all_async(&self) {
         for index in 0..SHARDS {
             let wakers: Vec<Waker> = self
                 .shard(index)
                 .iter()
+                .filter(|(_, entry)| entry.kind == TaskKind::Async)
                 .map(|(_, entry)| entry.waker.clone())
                 .collect();
             for waker in wakers {
@@ -112,8 +118,16 @@ impl TaskRegistry {
         }
     }
 
-    /// Number of live tasks (locks every shard in turn: for metrics and shutdown, not hot paths).
-    pub(crate) fn len(&self) -> usize {
-        (0..SHARDS).map(|index| self.shard(index).len()).sum()
+    /// Number of live async tasks (locks every shard in turn: for metrics and shutdown, not hot
+    /// paths).
+    pub(crate) fn async_len(&self) -> usize {
+        (0..SHARDS)
+            .map(|index| {
+                self.shard(index)
+                    .iter()
+                    .filter(|(_, entry)| entry.kind == TaskKind::Async)
+                    .count()
+            })
+            .sum()
     }
 }
