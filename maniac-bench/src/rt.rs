@@ -47,126 +47,81 @@ pub trait Rt: Sized + 'static {
     fn yield_now() -> impl Future<Output = ()> + Send;
 }
 
-/// The maniac runtime.
-#[derive(Debug)]
-pub struct Maniac(maniac::runtime::Runtime);
+/// Implements [`Rt`] for a runtime crate with tokio's API names. One template serves both
+/// runtimes: that maniac's half compiles is the proof that moving from tokio is a rename.
+macro_rules! impl_rt {
+    ($(#[$doc:meta])* $name:ident, $krate:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name($krate::runtime::Runtime);
 
-impl Rt for Maniac {
-    const NAME: &'static str = "maniac";
-    type Handle = maniac::runtime::Handle;
-    type JoinError = maniac::task::JoinError;
-    type JoinHandle<T: Send + 'static> = maniac::task::JoinHandle<T>;
+        impl Rt for $name {
+            const NAME: &'static str = stringify!($krate);
+            type Handle = $krate::runtime::Handle;
+            type JoinError = $krate::task::JoinError;
+            type JoinHandle<T: Send + 'static> = $krate::task::JoinHandle<T>;
 
-    fn build(workers: usize) -> Self {
-        let runtime = maniac::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-            .expect("building a maniac runtime");
-        Maniac(runtime)
-    }
+            fn build(workers: usize) -> Self {
+                let runtime = $krate::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()
+                    .expect(concat!("building a ", stringify!($krate), " runtime"));
+                $name(runtime)
+            }
 
-    #[inline]
-    fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.0.block_on(future)
-    }
+            #[inline]
+            fn block_on<F: Future>(&self, future: F) -> F::Output {
+                self.0.block_on(future)
+            }
 
-    #[inline]
-    fn rt_spawn<F>(&self, future: F) -> Self::JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.0.spawn(future)
-    }
+            #[inline]
+            fn rt_spawn<F>(&self, future: F) -> Self::JoinHandle<F::Output>
+            where
+                F: Future + Send + 'static,
+                F::Output: Send + 'static,
+            {
+                self.0.spawn(future)
+            }
 
-    #[inline]
-    fn handle(&self) -> &Self::Handle {
-        self.0.handle()
-    }
+            #[inline]
+            fn handle(&self) -> &Self::Handle {
+                self.0.handle()
+            }
 
-    #[inline]
-    fn handle_spawn<F>(handle: &Self::Handle, future: F) -> Self::JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        handle.spawn(future)
-    }
+            #[inline]
+            fn handle_spawn<F>(handle: &Self::Handle, future: F) -> Self::JoinHandle<F::Output>
+            where
+                F: Future + Send + 'static,
+                F::Output: Send + 'static,
+            {
+                handle.spawn(future)
+            }
 
-    #[inline]
-    fn spawn<F>(future: F)
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        drop(maniac::spawn(future));
-    }
+            #[inline]
+            fn spawn<F>(future: F)
+            where
+                F: Future + Send + 'static,
+                F::Output: Send + 'static,
+            {
+                drop($krate::spawn(future));
+            }
 
-    #[inline]
-    fn yield_now() -> impl Future<Output = ()> + Send {
-        maniac::task::yield_now()
-    }
+            #[inline]
+            fn yield_now() -> impl Future<Output = ()> + Send {
+                $krate::task::yield_now()
+            }
+        }
+    };
 }
 
-/// The tokio multi-thread runtime.
-#[derive(Debug)]
-pub struct Tokio(tokio::runtime::Runtime);
-
-impl Rt for Tokio {
-    const NAME: &'static str = "tokio";
-    type Handle = tokio::runtime::Handle;
-    type JoinError = tokio::task::JoinError;
-    type JoinHandle<T: Send + 'static> = tokio::task::JoinHandle<T>;
-
-    fn build(workers: usize) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-            .expect("building a tokio runtime");
-        Tokio(runtime)
-    }
-
-    #[inline]
-    fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.0.block_on(future)
-    }
-
-    #[inline]
-    fn rt_spawn<F>(&self, future: F) -> Self::JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.0.spawn(future)
-    }
-
-    #[inline]
-    fn handle(&self) -> &Self::Handle {
-        self.0.handle()
-    }
-
-    #[inline]
-    fn handle_spawn<F>(handle: &Self::Handle, future: F) -> Self::JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        handle.spawn(future)
-    }
-
-    #[inline]
-    fn spawn<F>(future: F)
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        drop(tokio::spawn(future));
-    }
-
-    #[inline]
-    fn yield_now() -> impl Future<Output = ()> + Send {
-        tokio::task::yield_now()
-    }
-}
+impl_rt!(
+    /// The maniac runtime.
+    Maniac,
+    maniac
+);
+impl_rt!(
+    /// The tokio multi-thread runtime.
+    Tokio,
+    tokio
+);

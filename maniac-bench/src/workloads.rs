@@ -163,17 +163,7 @@ fn spawn_many_local<R: Rt>(rt: &R, _num_workers: usize, b: &mut Bencher) {
 fn spawn_many_remote_idle<R: Rt>(rt: &R, _num_workers: usize, b: &mut Bencher) {
     let mut handles = Vec::with_capacity(NUM_SPAWN);
 
-    b.iter(|| {
-        for _ in 0..NUM_SPAWN {
-            handles.push(rt.rt_spawn(async {}));
-        }
-
-        rt.block_on(async {
-            for handle in handles.drain(..) {
-                handle.await.unwrap();
-            }
-        });
-    });
+    b.iter(|| spawn_remote_then_join(rt, NUM_SPAWN, &mut handles, || rt.rt_spawn(async {})));
 }
 
 /// As `spawn_many_remote_idle`, through the handle, while `2 * num_workers` tasks keep the
@@ -196,15 +186,9 @@ fn spawn_many_remote_busy1<R: Rt>(rt: &R, num_workers: usize, b: &mut Bencher) {
     }
 
     b.iter(|| {
-        for _ in 0..NUM_SPAWN {
-            handles.push(R::handle_spawn(rt_handle, async {}));
-        }
-
-        rt.block_on(async {
-            for handle in handles.drain(..) {
-                handle.await.unwrap();
-            }
-        });
+        spawn_remote_then_join(rt, NUM_SPAWN, &mut handles, || {
+            R::handle_spawn(rt_handle, async {})
+        })
     });
 
     flag.store(false, Relaxed);
@@ -240,18 +224,30 @@ fn spawn_many_remote_busy2<R: Rt>(rt: &R, num_workers: usize, b: &mut Bencher) {
     }
 
     b.iter(|| {
-        for _ in 0..NUM_SPAWN {
-            handles.push(R::handle_spawn(rt_handle, async {}));
-        }
-
-        rt.block_on(async {
-            for handle in handles.drain(..) {
-                handle.await.unwrap();
-            }
-        });
+        spawn_remote_then_join(rt, NUM_SPAWN, &mut handles, || {
+            R::handle_spawn(rt_handle, async {})
+        })
     });
 
     flag.store(false, Relaxed);
+}
+
+/// One iteration of the `spawn_many_remote_*` workloads: `count` times `spawn` (an empty task,
+/// from outside the runtime), then join them all from `block_on`.
+fn spawn_remote_then_join<R: Rt>(
+    rt: &R,
+    count: usize,
+    handles: &mut Vec<R::JoinHandle<()>>,
+    spawn: impl Fn() -> R::JoinHandle<()>,
+) {
+    for _ in 0..count {
+        handles.push(spawn());
+    }
+    rt.block_on(async {
+        for handle in handles.drain(..) {
+            handle.await.unwrap();
+        }
+    });
 }
 
 /// 200 tasks, spawned from the main thread, each yielding 1 000 times; the main thread waits for
