@@ -33,6 +33,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
 mod blocking;
+pub mod coroutine;
 pub(crate) mod loom;
 pub mod runtime;
 mod scheduler;

@@ -33,6 +33,8 @@ pub struct Builder {
     max_blocking_threads: usize,
     thread_keep_alive: Duration,
     global_queue_interval: u32,
+    /// `None`: follow `thread_stack_size`, else the default.
+    coroutine_stack_size: Option<usize>,
     threads: ThreadConfig,
     enable_io: bool,
     enable_time: bool,
@@ -76,6 +78,9 @@ impl ThreadConfig {
     }
 }
 
+/// Default of `Builder::coroutine_stack_size`.
+const DEFAULT_COROUTINE_STACK_SIZE: usize = 2 * 1024 * 1024;
+
 /// The default number of worker threads: `MANIAC_WORKER_THREADS`, else one per core.
 fn default_worker_threads() -> io::Result<usize> {
     match std::env::var(WORKER_THREADS_ENV) {
@@ -108,6 +113,7 @@ impl Builder {
             max_blocking_threads: 512,
             thread_keep_alive: Duration::from_secs(10),
             global_queue_interval: scheduler::DEFAULT_GLOBAL_QUEUE_INTERVAL,
+            coroutine_stack_size: None,
             threads: ThreadConfig {
                 name: Arc::new(|| "maniac-runtime-worker".to_owned()),
                 stack_size: None,
@@ -186,6 +192,18 @@ impl Builder {
         self
     }
 
+    /// Size of every coroutine stack: the worker generators that run None-mode polls, and the
+    /// generators of tasks in Poll mode (`maniac::coroutine`). Tasks run there, not on the
+    /// worker threads' own stacks, so this is the stack a poll gets. Default: the
+    /// `thread_stack_size` if one was set (so that a tokio program that raised it for deep
+    /// recursion in tasks keeps working), else 2 MiB (a tokio worker thread's stack); only
+    /// touched pages use memory. Below 16 KiB `build` fails. A poll that overflows it aborts the
+    /// process with a message that names this setting.
+    pub fn coroutine_stack_size(&mut self, bytes: usize) -> &mut Builder {
+        self.coroutine_stack_size = Some(bytes);
+        self
+    }
+
     /// Enables the I/O and time drivers. Accepted now for tokio compatibility; sockets and
     /// timers arrive with the networking work, and will need it.
     pub fn enable_all(&mut self) -> &mut Builder {
@@ -231,6 +249,16 @@ impl Builder {
         if self.max_blocking_threads == 0 {
             return invalid("max_blocking_threads must be at least 1 (got 0)".into());
         }
+        let coroutine_stack_size = self
+            .coroutine_stack_size
+            .or(self.threads.stack_size)
+            .unwrap_or(DEFAULT_COROUTINE_STACK_SIZE);
+        if coroutine_stack_size < crate::coroutine::stack::MIN_STACK_SIZE {
+            return invalid(format!(
+                "coroutine_stack_size must be at least {} bytes (got {coroutine_stack_size})",
+                crate::coroutine::stack::MIN_STACK_SIZE,
+            ));
+        }
         if self.global_queue_interval == 0 {
             return invalid("global_queue_interval must be at least 1 (got 0)".into());
         }
@@ -240,6 +268,7 @@ impl Builder {
             max_blocking_threads: self.max_blocking_threads,
             thread_keep_alive: self.thread_keep_alive,
             global_queue_interval: self.global_queue_interval,
+            coroutine_stack_size,
             threads: self.threads.clone(),
         })
     }
@@ -253,6 +282,7 @@ impl fmt::Debug for Builder {
             .field("max_blocking_threads", &self.max_blocking_threads)
             .field("thread_keep_alive", &self.thread_keep_alive)
             .field("global_queue_interval", &self.global_queue_interval)
+            .field("coroutine_stack_size", &self.coroutine_stack_size)
             .field("enable_io", &self.enable_io)
             .field("enable_time", &self.enable_time)
             .finish_non_exhaustive()

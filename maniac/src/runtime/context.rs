@@ -7,19 +7,26 @@
 //! - `driving`: whether this thread is driving a runtime (a worker, or inside `block_on`). Blocking
 //!   such a thread on another future would stall every task it is responsible for, so `block_on`
 //!   refuses (with a panic that says what to do instead).
-//! - `current_task`: the id of the task being polled, for `task::id()`.
+//! - `current_task`: the task being polled, for `task::id()`, `coroutine::pin_stack` and the Switch
+//!   operation. A generator suspended in the middle of a poll takes it along and puts it back
+//!   when resumed (`coroutine::generator`, "the resume wrapper").
 //!
 //! Every setter returns a guard that restores the previous value, so contexts nest.
 
 use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
 
 use super::{Handle, TryCurrentError};
-use crate::task::Id;
+use crate::task::{Id, TaskMeta};
+
+/// The task being polled. Valid while its poll runs: the poll's caller holds a reference to the
+/// task.
+pub(crate) type TaskRef = NonNull<TaskMeta>;
 
 struct Context {
     handle: RefCell<Option<Handle>>,
     driving: Cell<bool>,
-    current_task: Cell<Option<Id>>,
+    current_task: Cell<Option<TaskRef>>,
 }
 
 thread_local! {
@@ -91,23 +98,43 @@ impl Drop for DrivingGuard {
     }
 }
 
-/// Records that task `id` is being polled until the guard is dropped.
-pub(crate) fn enter_task(id: Id) -> TaskGuard {
-    let previous = CONTEXT.with(|cx| cx.current_task.replace(Some(id)));
+/// Records that `task` is being polled until the guard is dropped.
+pub(crate) fn enter_task(task: &TaskMeta) -> TaskGuard {
+    let previous = replace_task(Some(NonNull::from(task)));
     TaskGuard { previous }
 }
 
-#[must_use = "the task id is restored when the guard is dropped"]
+#[must_use = "the current task is restored when the guard is dropped"]
 pub(crate) struct TaskGuard {
-    previous: Option<Id>,
+    previous: Option<TaskRef>,
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        let _ = CONTEXT.try_with(|cx| cx.current_task.set(self.previous));
+        replace_task(self.previous);
     }
 }
 
-pub(crate) fn current_task_id() -> Option<Id> {
+/// Sets the current task, returning the previous one.
+pub(crate) fn replace_task(task: Option<TaskRef>) -> Option<TaskRef> {
+    CONTEXT
+        .try_with(|cx| cx.current_task.replace(task))
+        .ok()
+        .flatten()
+}
+
+/// The task being polled on this thread, if any.
+pub(crate) fn current_task() -> Option<TaskRef> {
     CONTEXT.try_with(|cx| cx.current_task.get()).ok().flatten()
+}
+
+/// Runs `f` with the task being polled on this thread, if any.
+pub(crate) fn with_current_task<R>(f: impl FnOnce(&TaskMeta) -> R) -> Option<R> {
+    // SAFETY: `current_task` is set only while that task's poll runs on this thread (the guard
+    // and the resume wrapper restore it), and the poll's caller keeps the task alive meanwhile.
+    current_task().map(|task| f(unsafe { task.as_ref() }))
+}
+
+pub(crate) fn current_task_id() -> Option<Id> {
+    with_current_task(|task| task.id)
 }

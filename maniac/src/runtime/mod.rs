@@ -124,7 +124,7 @@ impl Runtime {
         }
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         let shared = &self.handle.shared;
-        shared.begin_shutdown();
+        shared.begin_shutdown(deadline);
         if shared.is_worker_thread() {
             // Dropped by one of its own tasks: joining would wait for this very thread. The last
             // worker out (or the current-thread driver, as it hands the core back) does steps 3

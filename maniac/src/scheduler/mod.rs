@@ -1,11 +1,11 @@
 //! The scheduler: where runnable tasks wait, which worker runs them next, and how workers sleep.
 //!
 //! ## Queues
-//! Each worker owns a **LIFO slot** (one task, not stealable) and a bounded FIFO **local queue**
-//! (256 tasks, an `st3` queue: other workers steal half of it at a time). The runtime has one
-//! unbounded global **injector** (`crossbeam-deque`). Room is left, not yet code, for a per-worker
-//! *pinned* queue that no other worker steals from: the coroutine work needs it for tasks that must
-//! resume on the thread that suspended them.
+//! Each worker owns a **LIFO slot** (one task, not stealable), a bounded FIFO **local queue**
+//! (256 tasks, an `st3` queue: other workers steal half of it at a time) and a **pinned queue**
+//! that nobody steals from, for polls suspended half-way that must resume on this thread
+//! (`coroutine` module doc; `worker` module doc, "The pinned queue"). The runtime has one
+//! unbounded global **injector** (`crossbeam-deque`).
 //!
 //! ## Where a scheduled task goes ([`schedule_task`])
 //! 1. Woken (or spawned) on one of its own runtime's workers, by another task: into the LIFO slot.
@@ -17,6 +17,9 @@
 //!    the latest every [`DEFERRED_INTERVAL`] polls, so a yield lets every queued task run first and
 //!    is never starved.
 //! 3. From any other thread: the injector.
+//! 4. A task whose poll is suspended half-way on its own generator (it has an *affinity*): that
+//!    worker's pinned queue, or its pinned inbox from other threads (the worker is then unparked
+//!    directly).
 //!
 //! A full local queue moves half of itself, with the new task, to the injector. Whenever a task
 //! lands where other workers could take it (local queue or injector), the idle protocol's rule 1
@@ -38,8 +41,9 @@
 //! - Nothing anywhere: park (idle rules 4 and 5).
 //!
 //! ## Shutdown
-//! [`Shared::begin_shutdown`] sets `shutdown` and unparks every worker. Each worker notices it
-//! between polls, drops the tasks of its own LIFO slot and local queue, and exits. Once no worker
+//! [`Shared::begin_shutdown`] sets `shutdown` (and the deadline) and unparks every worker. Each
+//! worker notices it between polls, finishes the polls suspended on its pinned queue up to the
+//! deadline (abandoning the rest), drops the tasks of its own queues, and exits. Once no worker
 //! runs, [`Shared::finish_shutdown`] (or the last worker out, if the runtime stopped waiting)
 //! repeatedly wakes every task still in the registry and drops whatever reaches the injector, until
 //! the registry is empty; then it shuts the blocking pool down. A task spawned after `shutdown` is
@@ -55,23 +59,25 @@ pub(crate) mod park;
 mod worker;
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Waker;
 use std::thread;
 use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal};
+use crossbeam_utils::CachePadded;
 
 pub(crate) use block_on::block_on;
 use idle::Idle;
 use park::Parker;
 use worker::Core;
-pub(crate) use worker::schedule_task;
+pub(crate) use worker::{current_worker_index, schedule_task};
 
 use crate::blocking::BlockingPool;
+use crate::coroutine::Generator;
 use crate::runtime::{Handle, RuntimeMetrics, ThreadConfig};
-use crate::task::{self, JoinHandle, Runnable, TaskKind, TaskRegistry};
+use crate::task::{self, JoinHandle, Runnable, TaskKind, TaskMeta, TaskRegistry};
 
 /// The most workers a runtime may have.
 pub(crate) const MAX_WORKERS: usize = idle::MAX_WORKERS;
@@ -100,6 +106,7 @@ pub(crate) struct Config {
     pub(crate) max_blocking_threads: usize,
     pub(crate) thread_keep_alive: std::time::Duration,
     pub(crate) global_queue_interval: u32,
+    pub(crate) coroutine_stack_size: usize,
     pub(crate) threads: ThreadConfig,
 }
 
@@ -107,7 +114,32 @@ pub(crate) struct Config {
 #[derive(Debug)]
 struct Remote {
     stealer: st3::fifo::Stealer<Runnable>,
+    /// Wake-ups, from other threads, of tasks that must resume on this worker (rule 4).
+    pinned_inbox: Injector<Runnable>,
     parker: Parker,
+}
+
+impl Remote {
+    /// Rule 4 from another thread: queue, then unpark this worker directly (the idle protocol
+    /// cannot send a specific worker).
+    fn push_pinned_inbox(&self, task: Runnable) {
+        self.pinned_inbox.push(task);
+        self.parker.unpark();
+    }
+
+    fn pop_pinned_inbox(&self) -> Option<Runnable> {
+        loop {
+            match self.pinned_inbox.steal() {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => return None,
+                Steal::Retry => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    fn has_pinned_inbox_work(&self) -> bool {
+        !self.pinned_inbox.is_empty()
+    }
 }
 
 /// The state every worker, handle and task of one runtime shares.
@@ -116,14 +148,22 @@ pub(crate) struct Shared {
     flavor: Flavor,
     remotes: Box<[Remote]>,
     injector: Injector<Runnable>,
-    idle: Idle,
-    /// Set once by `begin_shutdown`; never cleared.
-    shutdown: AtomicBool,
+    /// Written by every search and park: on a cache line of its own.
+    idle: CachePadded<Idle>,
+    /// Set once by `begin_shutdown`; never cleared. Read by every worker at every turn of its
+    /// loop: on a cache line of its own, so that no write to a neighbour bounces it.
+    shutdown: CachePadded<AtomicBool>,
     /// Every live async task (`task::registry` module doc).
     pub(crate) tasks: TaskRegistry,
     pub(crate) blocking: BlockingPool,
     global_queue_interval: u32,
+    /// Size of every coroutine stack (`Builder::coroutine_stack_size`).
+    pub(crate) coroutine_stack_size: usize,
     pub(crate) threads: ThreadConfig,
+    /// Set by `begin_shutdown`: how long workers may go on finishing suspended polls.
+    shutdown_deadline: Mutex<Option<Instant>>,
+    /// Tasks abandoned by shutdown (`coroutine` module doc).
+    abandoned: AtomicUsize,
     /// Current-thread flavour: the one core while no `block_on` drives it.
     parked_core: Mutex<Option<Box<Core>>>,
     /// Current-thread flavour: `block_on` calls waiting for the core to come back.
@@ -141,6 +181,7 @@ impl Shared {
             .iter()
             .map(|core| Remote {
                 stealer: core.stealer(),
+                pinned_inbox: Injector::new(),
                 parker: Parker::new(),
             })
             .collect();
@@ -148,12 +189,15 @@ impl Shared {
             flavor: config.flavor,
             remotes,
             injector: Injector::new(),
-            idle: Idle::new(config.workers),
-            shutdown: AtomicBool::new(false),
+            idle: CachePadded::new(Idle::new(config.workers)),
+            shutdown: CachePadded::new(AtomicBool::new(false)),
             tasks: TaskRegistry::new(),
             blocking: BlockingPool::new(config.max_blocking_threads, config.thread_keep_alive),
             global_queue_interval: config.global_queue_interval,
+            coroutine_stack_size: config.coroutine_stack_size,
             threads: config.threads,
+            shutdown_deadline: Mutex::new(None),
+            abandoned: AtomicUsize::new(0),
             parked_core: Mutex::new(None),
             core_waiters: Mutex::new(Vec::new()),
             running_workers: Mutex::new(0),
@@ -176,7 +220,7 @@ impl Shared {
                         Ok(thread) => threads.push(thread),
                         Err(error) => {
                             *shared.running_workers.lock().unwrap() -= 1;
-                            shared.begin_shutdown();
+                            shared.begin_shutdown(None);
                             shared.wait_for_workers(None);
                             shared.finish_shutdown(None);
                             return Err(error);
@@ -204,7 +248,24 @@ impl Shared {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (runnable, handle) = task::new_task(future, self.clone(), TaskKind::Async);
+        self.spawn_async(future, false)
+    }
+
+    /// Spawns an async task that runs on a generator of its own (Poll mode).
+    pub(crate) fn spawn_pinned<F>(self: &Arc<Self>, future: F) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn_async(future, true)
+    }
+
+    fn spawn_async<F>(self: &Arc<Self>, future: F, own_stack: bool) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (runnable, handle) = task::new_task(future, self.clone(), TaskKind::Async, own_stack);
         let meta = runnable.metadata();
         meta.set_registry_slot(
             self.tasks
@@ -230,12 +291,19 @@ impl Shared {
             crate::blocking::BlockingTask::new(f),
             self.clone(),
             TaskKind::Blocking,
+            false,
         );
         let meta = runnable.metadata();
         meta.set_registry_slot(
             self.tasks
                 .insert(meta.id, TaskKind::Blocking, runnable.waker()),
         );
+        // As for `spawn`: once shutdown has begun, nothing new runs (the pool itself may not be
+        // shut down yet when the runtime was dropped from one of its own threads).
+        if self.shutdown.load(Ordering::SeqCst) {
+            drop(runnable);
+            return handle;
+        }
         self.blocking.schedule(self, runnable);
         handle
     }
@@ -263,12 +331,33 @@ impl Shared {
         }
     }
 
-    /// Shutdown step 1 (runtime module doc).
-    pub(crate) fn begin_shutdown(&self) {
+    /// Shutdown step 1 (runtime module doc); `deadline` bounds how long workers finish polls
+    /// suspended half-way (`None`: until they end).
+    pub(crate) fn begin_shutdown(&self, deadline: Option<Instant>) {
+        *self.shutdown_deadline.lock().unwrap() = deadline;
         self.shutdown.store(true, Ordering::SeqCst);
         for remote in self.remotes.iter() {
             remote.parker.unpark();
         }
+    }
+
+    pub(crate) fn shutdown_deadline(&self) -> Option<Instant> {
+        *self.shutdown_deadline.lock().unwrap()
+    }
+
+    /// Counts a task abandoned by shutdown (`coroutine` module doc).
+    pub(crate) fn count_abandoned(&self) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Abandons a switched worker generator and the task whose poll is suspended on it: the task
+    /// leaves the registry (async-task will never complete it) and its join handle reports
+    /// cancellation.
+    pub(crate) fn abandon_switched(&self, generator: Generator, task: &TaskMeta) {
+        generator.abandon();
+        task.mark_abandoned();
+        self.tasks.abandon(task.registry_slot(), task.id);
+        self.count_abandoned();
     }
 
     /// Whether the calling thread is one of this runtime's workers (or drives its core).
@@ -313,6 +402,7 @@ impl Shared {
     fn drop_leftovers(&self) {
         self.drop_remaining_tasks();
         self.blocking.shutdown(Some(Instant::now()));
+        self.report_abandoned();
     }
 
     /// Shutdown steps 3 and 4, once no worker runs.
@@ -334,6 +424,19 @@ impl Shared {
             }
         }
         self.blocking.shutdown(deadline);
+        self.report_abandoned();
+    }
+
+    /// The log line of the `coroutine` module doc, "Abort and shutdown".
+    fn report_abandoned(&self) {
+        let abandoned = self.abandoned.swap(0, Ordering::Relaxed);
+        if abandoned > 0 {
+            eprintln!(
+                "maniac: shutdown abandoned {abandoned} task(s) suspended in the middle of a poll: \
+                 their destructors did not run and their memory is leaked (see \
+                 maniac::coroutine, \"Abort and shutdown\")"
+            );
+        }
     }
 
     /// Shutdown step 3: drops every task that is still alive. Only called when no thread runs or
@@ -345,6 +448,13 @@ impl Shared {
             while let Some(task) = self.pop_injector() {
                 drop(task);
                 dropped = true;
+            }
+            // Wake-ups of tasks with an affinity land in the inbox of their (exited) worker.
+            for remote in self.remotes.iter() {
+                while let Some(task) = remote.pop_pinned_inbox() {
+                    drop(task);
+                    dropped = true;
+                }
             }
             if self.tasks.async_len() == 0 {
                 return;

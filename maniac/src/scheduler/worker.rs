@@ -7,19 +7,65 @@
 //!   thread's stack, reachable through the thread-local `CURRENT`, so that a task waking another
 //!   task on the same thread can push into the LIFO slot. The core is borrowed only for queue
 //!   operations, never across a poll, so such a push always finds it free.
-//! - Other threads reach a worker only through its `Remote` (stealer and parker).
+//! - Other threads reach a worker only through its `Remote` (stealer, pinned inbox, parker).
+//!
+//! ## The worker loop runs on a generator
+//! A multi-thread worker's thread body ([`run`]) is a small dispatcher on the thread's own stack.
+//! It runs the worker loop on a *worker generator* from the stack pool, so that polling a task
+//! (None mode) is a plain call. When a poll on it is switched out (`coroutine` module doc), the
+//! generator suspends back to the dispatcher, which parks it in this worker's pinned queue as
+//! [`Work::Switched`] and starts the loop again on a fresh generator. The loop later resumes the
+//! switched generator from the pinned queue, nested inside its own; when the interrupted poll
+//! ends, the old loop frames under it see that their generator is detached and return at once,
+//! so the generator finishes and its stack goes back to the pool.
+//!
+//! ## The pinned queue
+//! `Core::pinned` holds what must run on this thread: switched worker generators (pushed by the
+//! dispatcher) and tasks whose own generator is suspended half-way (pushed by [`schedule`] when
+//! the wake-up happens on this thread). Wake-ups of such tasks on other threads go to
+//! `Remote::pinned_inbox` and unpark this worker. Neither is ever stolen from. They are looked at
+//! after the injector (a preempted task waits behind newly woken ones), at every global-queue
+//! check, and before stealing or parking.
 
 use std::cell::{Cell, RefCell, RefMut};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
+
+use corosensei::CoroutineResult;
 
 use super::{DEFERRED_INTERVAL, LOCAL_QUEUE_CAPACITY, MAX_LIFO_POLLS, Shared};
-use crate::runtime::context;
+use crate::coroutine::stack::StackPool;
+use crate::coroutine::{self, Exit, Generator, Header, Kind, Resume, Suspend};
+use crate::runtime::context::{self, TaskRef};
 use crate::task::{Runnable, TaskKind};
+
+/// What a worker runs next. Two words, so that it is passed in registers: the hot path moves
+/// one per poll, and the rare switched case is boxed.
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// Poll a task (or finish the suspended poll of a task on its own generator).
+    Task(Runnable),
+    /// Finish the poll a worker generator was switched out of.
+    Switched(Box<Switched>),
+}
+
+/// A worker generator switched out of a poll, and the task whose poll it is.
+#[derive(Debug)]
+pub(crate) struct Switched {
+    generator: Generator,
+    task: TaskRef,
+}
+
+// SAFETY: a `Switched` never leaves its worker's thread (it lives only in that worker's
+// `Core::pinned`, and a multi-thread core never moves to another thread); `TaskRef` is a pointer
+// to a `Sync` `TaskMeta`.
+unsafe impl Send for Switched {}
 
 /// The queues of one worker and its bookkeeping.
 #[derive(Debug)]
@@ -27,6 +73,8 @@ pub(crate) struct Core {
     index: usize,
     local: st3::fifo::Worker<Runnable>,
     lifo_slot: Option<Runnable>,
+    /// What must run on this thread (module doc, "The pinned queue").
+    pinned: VecDeque<Work>,
     /// Tasks that yielded (rule 2 of "where a scheduled task goes"), not yet back in the local
     /// queue. Not stealable until they are.
     deferred: Vec<Runnable>,
@@ -50,6 +98,7 @@ impl Core {
             index,
             local: st3::fifo::Worker::new(LOCAL_QUEUE_CAPACITY),
             lifo_slot: None,
+            pinned: VecDeque::new(),
             deferred: Vec::new(),
             until_global_check: 0,
             until_deferred_flush: DEFERRED_INTERVAL,
@@ -64,7 +113,7 @@ impl Core {
     }
 
     /// "Which task a worker runs next", up to (not including) stealing.
-    fn next_task(&mut self, shared: &Shared) -> Option<Runnable> {
+    fn next_work(&mut self, shared: &Shared) -> Option<Work> {
         self.count_poll();
         if self.until_deferred_flush == 0 {
             self.until_deferred_flush = DEFERRED_INTERVAL;
@@ -73,13 +122,31 @@ impl Core {
         if self.until_global_check == 0 {
             self.until_global_check = shared.global_queue_interval;
             if let Some(task) = self.pop_injector_batch(shared) {
-                return Some(task);
+                return Some(Work::Task(task));
+            }
+            if let Some(work) = self.pop_pinned(shared) {
+                return Some(work);
             }
         }
         self.lifo_slot
             .take()
             .or_else(|| self.local.pop())
             .or_else(|| self.pop_injector_batch(shared))
+            .map(Work::Task)
+            .or_else(|| self.pop_pinned(shared))
+    }
+
+    fn pop_pinned(&mut self, shared: &Shared) -> Option<Work> {
+        if let Some(work) = self.pinned.pop_front() {
+            return Some(work);
+        }
+        // `is_empty` first: it is two loads, where a `steal` of an empty injector also fences.
+        let remote = &shared.remotes[self.index];
+        if remote.has_pinned_inbox_work() {
+            remote.pop_pinned_inbox().map(Work::Task)
+        } else {
+            None
+        }
     }
 
     /// Counts one poll against both intervals.
@@ -228,16 +295,35 @@ impl Drop for Core {
         // Shutdown: the tasks still queued here are dropped (their futures with them).
         drop(self.lifo_slot.take());
         drop(std::mem::take(&mut self.deferred));
+        // Switched generators were finished or abandoned by `finish_pinned` before the core is
+        // dropped; tasks left here are dropped (a suspended poll of theirs is abandoned).
+        for work in std::mem::take(&mut self.pinned) {
+            match work {
+                Work::Task(task) => drop(task),
+                Work::Switched(switched) => shared_abandon(*switched),
+            }
+        }
         while let Some(task) = self.local.pop() {
             drop(task);
         }
     }
 }
 
+/// Gives up on a switched generator (only when the core is dropped with one still queued, which
+/// `finish_pinned` prevents; kept so that no path can drop a suspended generator).
+fn shared_abandon(switched: Switched) {
+    // SAFETY: the suspended poll's caller (async-task's `run`, on the generator) holds a
+    // reference to the task, and the abandoned generator is never freed.
+    let meta = unsafe { switched.task.as_ref() };
+    meta.scheduler.abandon_switched(switched.generator, meta);
+}
+
 /// A worker's state on its own thread.
 struct WorkerContext {
     shared: Arc<Shared>,
     core: RefCell<Option<Box<Core>>>,
+    /// Free stacks for this worker's generators (never borrowed across a resume).
+    stacks: RefCell<StackPool>,
 }
 
 thread_local! {
@@ -286,29 +372,54 @@ impl WorkerContext {
         })
     }
 
-    fn find_task(&self) -> Option<Runnable> {
+    fn find_work(&self) -> Option<Work> {
         let mut core = self.core();
-        core.next_task(&self.shared)
-            .or_else(|| core.steal_work(&self.shared))
-            .or_else(|| core.next_deferred(&self.shared))
+        core.next_work(&self.shared).or_else(|| {
+            core.steal_work(&self.shared)
+                .or_else(|| core.next_deferred(&self.shared))
+                .map(Work::Task)
+        })
+    }
+
+    /// The worker loop (module doc), on the worker generator `generator` (`None`: on the
+    /// thread's own stack). Returns `Detached` if that generator was taken over by a switched
+    /// poll, as soon as that poll ends.
+    fn worker_loop(&self, generator: Option<&Header>) -> Exit {
+        while !self.shared.is_shutdown() {
+            match self.find_work() {
+                Some(Work::Task(task)) => {
+                    if self.run_task(task, generator) {
+                        return Exit::Detached;
+                    }
+                }
+                Some(Work::Switched(switched)) => self.resume_switched(switched),
+                None => self.park(),
+            }
+        }
+        Exit::Stopped
     }
 
     /// Polls `task`, then the tasks it puts in the LIFO slot (at most `MAX_LIFO_POLLS` in a row).
-    fn run_task(&self, task: Runnable) {
+    /// Returns `true` if a poll was switched out and has now ended on a detached generator: the
+    /// loop frames on it must return without touching the worker's queues again.
+    fn run_task(&self, task: Runnable, generator: Option<&Header>) -> bool {
         self.core().end_searching(&self.shared);
         let mut task = task;
         let mut lifo_polls = 0;
         loop {
             // No borrow of the core is held here: the poll may schedule onto it.
             task.run();
+            if generator.is_some_and(Header::is_detached) {
+                return true;
+            }
             let mut core = self.core();
             let Some(next) = core.lifo_slot.take() else {
-                return;
+                return false;
             };
             if lifo_polls == MAX_LIFO_POLLS {
                 core.push_back(&self.shared, next);
                 self.shared.notify_parked();
-                return;
+                return false;
             }
             lifo_polls += 1;
             core.count_poll();
@@ -316,7 +427,24 @@ impl WorkerContext {
         }
     }
 
-    /// Idle rules 4 and 5 for a multi-thread worker.
+    /// Finishes (as far as it goes now) the poll a worker generator was switched out of.
+    fn resume_switched(&self, mut switched: Box<Switched>) {
+        match switched.generator.resume(Resume::Continue) {
+            // The interrupted poll ended and the loop frames under it returned.
+            CoroutineResult::Return(Exit::Detached) => {
+                let stack = switched.generator.into_stack();
+                self.stacks.borrow_mut().give_back(stack);
+            }
+            // Switched again before the poll ended: back in line.
+            CoroutineResult::Yield(Suspend::Switched) => {
+                self.core().pinned.push_back(Work::Switched(switched));
+            }
+            other => unreachable!("maniac: a switched generator resumed into {other:?}"),
+        }
+    }
+
+    /// Idle rules 4 and 5 for a multi-thread worker. Work for this worker's pinned inbox also
+    /// ends the sleep (the pusher unparks this worker directly).
     fn park(&self) {
         let shared = &self.shared;
         let index = {
@@ -329,8 +457,13 @@ impl WorkerContext {
             }
             core.index
         };
+        let remote = &shared.remotes[index];
         loop {
-            shared.remotes[index].parker.park();
+            if remote.has_pinned_inbox_work() {
+                self.core().is_searching = shared.idle.leave_parked(index);
+                return;
+            }
+            remote.parker.park();
             if shared.is_shutdown() {
                 return;
             }
@@ -338,6 +471,72 @@ impl WorkerContext {
                 // Woken by rule 1, which counted us as searching.
                 self.core().is_searching = true;
                 return;
+            }
+        }
+    }
+
+    /// The worker generator loop on this thread (module doc): returns at shutdown.
+    fn run_on_generators(&self) {
+        loop {
+            let stack = match self.stacks.borrow_mut().take() {
+                Ok(stack) => stack,
+                Err(error) => {
+                    eprintln!(
+                        "maniac: cannot map a stack for the worker generator ({error}); this \
+                         worker runs its loop on its thread's stack, where polls cannot be \
+                         switched out"
+                    );
+                    self.worker_loop(None);
+                    return;
+                }
+            };
+            let cx: *const WorkerContext = self;
+            let mut generator = Generator::new(Kind::Worker, stack, true, move |header| {
+                // SAFETY: the context lives on this thread's stack for the whole of `run`, which
+                // outlives every generator it makes (they are finished, or leaked by
+                // abandonment, before `run` returns).
+                let cx = unsafe { &*cx };
+                cx.worker_loop(Some(header))
+            });
+            match generator.resume(Resume::Start) {
+                CoroutineResult::Yield(Suspend::Switched) => {
+                    let task = generator
+                        .suspended_task()
+                        .expect("maniac: a poll was switched out without a current task");
+                    let switched = Box::new(Switched { generator, task });
+                    self.core().pinned.push_back(Work::Switched(switched));
+                }
+                CoroutineResult::Return(Exit::Stopped) => {
+                    self.stacks.borrow_mut().give_back(generator.into_stack());
+                    return;
+                }
+                other => unreachable!("maniac: the worker generator stopped with {other:?}"),
+            }
+        }
+    }
+
+    /// Shutdown: finishes the polls suspended half-way on this worker, up to the shutdown
+    /// deadline, and abandons what is still suspended after it (`coroutine` module doc).
+    fn finish_pinned(&self) {
+        let deadline = self.shared.shutdown_deadline();
+        loop {
+            let next = {
+                let mut core = self.core();
+                let shared = &self.shared;
+                core.pop_pinned(shared)
+            };
+            let Some(work) = next else {
+                return;
+            };
+            let overdue = deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            match work {
+                Work::Switched(switched) if overdue => shared_abandon(*switched),
+                Work::Switched(switched) => self.resume_switched(switched),
+                // Dropping it abandons its suspended poll.
+                Work::Task(task) if overdue => drop(task),
+                Work::Task(task) => {
+                    task.run();
+                }
             }
         }
     }
@@ -363,9 +562,11 @@ impl WorkerContext {
     }
 }
 
-/// Rules 1–3 of "where a scheduled task goes", for a task that is not a blocking one.
+/// Rules 1–3 of "where a scheduled task goes", for a task that is not a blocking one, and the
+/// pinned queue for a task whose poll is suspended half-way on a worker.
 pub(super) fn schedule(task: Runnable, yielded: bool) {
     let scheduler = Arc::as_ptr(&task.metadata().scheduler);
+    let affinity = task.metadata().affinity();
     let task = with_current(|cx| {
         let Some(cx) = cx.filter(|cx| ptr::eq(Arc::as_ptr(&cx.shared), scheduler)) else {
             return Some(task);
@@ -378,7 +579,11 @@ pub(super) fn schedule(task: Runnable, yielded: bool) {
         let Some(core) = core.as_mut() else {
             return Some(task);
         };
-        core.schedule_local(&cx.shared, task, yielded);
+        match affinity {
+            None => core.schedule_local(&cx.shared, task, yielded),
+            Some(worker) if worker == core.index => core.pinned.push_back(Work::Task(task)),
+            Some(_) => return Some(task),
+        }
         None
     });
     if let Some(task) = task {
@@ -389,8 +594,19 @@ pub(super) fn schedule(task: Runnable, yielded: bool) {
         // SAFETY: `scheduler` points into the `Arc` held by the task's metadata, which
         // `_keep_alive` keeps alive for the rest of this function.
         let shared = unsafe { &*scheduler };
-        shared.schedule_remote(task);
+        match affinity {
+            None => shared.schedule_remote(task),
+            Some(worker) => shared.remotes[worker].push_pinned_inbox(task),
+        }
     }
+}
+
+/// The index of the worker of `shared` running on this thread, if any.
+pub(crate) fn current_worker_index(shared: &Shared) -> Option<usize> {
+    with_current(|cx| {
+        let cx = cx.filter(|cx| ptr::eq(Arc::as_ptr(&cx.shared), shared))?;
+        cx.core.try_borrow().ok()?.as_ref().map(|core| core.index)
+    })
 }
 
 /// The schedule function of every task (async-task calls it when a task is woken).
@@ -410,17 +626,16 @@ pub(super) fn run(shared: Arc<Shared>, core: Box<Core>) {
     let _driving = context::enter_runtime(&handle);
     // Inside the runtime context, as tokio runs them.
     shared.threads.on_start();
+    let _alt_stack = coroutine::prepare_thread();
     let cx = WorkerContext {
-        shared,
         core: RefCell::new(Some(core)),
+        stacks: RefCell::new(StackPool::new(shared.coroutine_stack_size)),
+        shared,
     };
     let _current = CurrentGuard::enter(&cx);
-    while !cx.shared.is_shutdown() {
-        match cx.find_task() {
-            Some(task) => cx.run_task(task),
-            None => cx.park(),
-        }
-    }
+    let _pool = coroutine::enter_pool(&cx.stacks);
+    cx.run_on_generators();
+    cx.finish_pinned();
     // Shutdown: drop this worker's queued tasks, with the core no longer reachable, so that what
     // their destructors wake goes to the injector (drained by the final step of shutdown).
     let core = cx.core.borrow_mut().take();
@@ -440,8 +655,10 @@ pub(super) fn block_on_core<F: Future>(
     let cx = WorkerContext {
         shared: shared.clone(),
         core: RefCell::new(Some(core)),
+        stacks: RefCell::new(StackPool::new(shared.coroutine_stack_size)),
     };
     let _current = CurrentGuard::enter(&cx);
+    let _pool = coroutine::enter_pool(&cx.stacks);
     // Hands the core back even if `future` panics.
     let _return_core = ReturnCore(&cx);
     let main = Arc::new(MainWake {
@@ -469,13 +686,20 @@ pub(super) fn block_on_core<F: Future>(
         while ran < TASKS_PER_BLOCK_ON_POLL {
             let next = {
                 let mut core = cx.core();
-                core.next_task(&cx.shared)
-                    .or_else(|| core.next_deferred(&cx.shared))
+                core.next_work(&cx.shared)
+                    .or_else(|| core.next_deferred(&cx.shared).map(Work::Task))
             };
-            let Some(task) = next else {
-                break;
-            };
-            cx.run_task(task);
+            match next {
+                Some(Work::Task(task)) => {
+                    let detached = cx.run_task(task, None);
+                    debug_assert!(!detached, "current-thread polls run on no generator");
+                }
+                // Polls are never switched out on a current-thread runtime (`coroutine` doc).
+                Some(Work::Switched(_)) => {
+                    unreachable!("maniac: a current-thread poll was switched")
+                }
+                None => break,
+            }
             ran += 1;
         }
         if ran == 0 && !main.woken.load(Ordering::Acquire) {

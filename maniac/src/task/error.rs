@@ -11,39 +11,35 @@ use super::Id;
 /// the task was cancelled (aborted, or dropped at runtime shutdown) or it panicked.
 pub struct JoinError {
     id: Id,
-    repr: Repr,
+    /// `None`: cancelled. Boxed, so that the error is two words: it sits in every task's output
+    /// slot, and a smaller task allocation is a faster one.
+    panic: Option<Box<Panic>>,
 }
 
-enum Repr {
-    Cancelled,
-    // A Mutex only to make the error `Sync` (the payload is `Send` but not `Sync`); it is never
-    // contended: the payload is read once, by `into_panic` or by `Display`.
-    Panic(Mutex<Box<dyn Any + Send + 'static>>),
-}
+// A Mutex only to make the error `Sync` (the payload is `Send` but not `Sync`); it is never
+// contended: the payload is read once, by `into_panic` or by `Display`.
+type Panic = Mutex<Box<dyn Any + Send + 'static>>;
 
 impl JoinError {
     pub(crate) fn cancelled(id: Id) -> JoinError {
-        JoinError {
-            id,
-            repr: Repr::Cancelled,
-        }
+        JoinError { id, panic: None }
     }
 
     pub(crate) fn panic(id: Id, payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
             id,
-            repr: Repr::Panic(Mutex::new(payload)),
+            panic: Some(Box::new(Mutex::new(payload))),
         }
     }
 
     /// Whether the task was cancelled: aborted, or dropped when its runtime shut down.
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.repr, Repr::Cancelled)
+        self.panic.is_none()
     }
 
     /// Whether the task panicked.
     pub fn is_panic(&self) -> bool {
-        matches!(self.repr, Repr::Panic(_))
+        self.panic.is_some()
     }
 
     /// The panic's payload, to resume it with `std::panic::resume_unwind`.
@@ -59,9 +55,9 @@ impl JoinError {
 
     /// The panic's payload, or the error itself if the task was cancelled.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
-        match self.repr {
-            Repr::Panic(payload) => Ok(payload.into_inner().unwrap_or_else(|e| e.into_inner())),
-            Repr::Cancelled => Err(self),
+        match self.panic {
+            Some(payload) => Ok(payload.into_inner().unwrap_or_else(|e| e.into_inner())),
+            None => Err(self),
         }
     }
 
@@ -82,9 +78,9 @@ fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
 
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
-            Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
-            Repr::Panic(payload) => {
+        match &self.panic {
+            None => write!(f, "task {} was cancelled", self.id),
+            Some(payload) => {
                 let payload = payload.lock().unwrap_or_else(|e| e.into_inner());
                 match panic_message(&**payload) {
                     Some(message) => {
@@ -99,9 +95,9 @@ impl fmt::Display for JoinError {
 
 impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
-            Repr::Cancelled => write!(f, "JoinError::Cancelled({:?})", self.id),
-            Repr::Panic(_) => write!(f, "JoinError::Panic({:?}, \"{self}\")", self.id),
+        match &self.panic {
+            None => write!(f, "JoinError::Cancelled({:?})", self.id),
+            Some(_) => write!(f, "JoinError::Panic({:?}, \"{self}\")", self.id),
         }
     }
 }

@@ -62,7 +62,10 @@ impl<T> JoinHandle<T> {
     /// Whether the task has finished (completed, panicked or been cancelled). After `true`,
     /// awaiting the handle does not wait.
     pub fn is_finished(&self) -> bool {
-        self.task.as_ref().is_none_or(|task| task.is_finished())
+        match (&self.task, self.meta()) {
+            (Some(task), Some(meta)) => task.is_finished() || meta.is_abandoned(),
+            _ => true,
+        }
     }
 
     /// A handle that can abort the task but not await it.
@@ -95,12 +98,28 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let id = self.id;
-        let task = self
-            .task
-            .as_mut()
+        let meta = self
+            .meta()
             .expect("maniac: JoinHandle polled again after it returned Ready");
+        if meta.is_abandoned() {
+            // Shutdown gave up on the task in the middle of a poll: async-task will never
+            // complete it (`coroutine` module doc, "Abort and shutdown").
+            self.task = None;
+            return Poll::Ready(Err(JoinError::cancelled(id)));
+        }
+        let task = self.task.as_mut().expect("checked by meta()");
         match Pin::new(task).poll(cx) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                let meta = self.meta().expect("still pending");
+                meta.scheduler
+                    .tasks
+                    .register_join_waker(meta.registry_slot(), meta.id, cx.waker());
+                if meta.is_abandoned() {
+                    self.task = None;
+                    return Poll::Ready(Err(JoinError::cancelled(id)));
+                }
+                Poll::Pending
+            }
             Poll::Ready(output) => {
                 self.task = None;
                 // `None`: the runtime dropped the task without running it to the end (shutdown).

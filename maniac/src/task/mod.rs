@@ -24,7 +24,7 @@ mod yield_now;
 
 use std::future::Future;
 
-pub(crate) use cell::{Runnable, TaskKind, new_task};
+pub(crate) use cell::{Runnable, TaskKind, TaskMeta, new_task};
 pub use error::JoinError;
 pub use id::{Id, id, try_id};
 pub use join::{AbortHandle, JoinHandle};

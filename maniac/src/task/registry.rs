@@ -12,10 +12,15 @@
 //!    metadata. The task removes itself when its future is dropped (`cell` module doc, rule 4).
 //!    Nothing else removes entries, so "no async entry is left" means "every async task's future is
 //!    dropped".
-//! 2. A slot is `key * SHARDS + shard`; an entry also keeps the task id, and every lookup compares
-//!    it, so a slot reused by a later task is never mistaken for the earlier one.
+//! 2. A slot is `key * SHARDS + shard`, in 32 bits (room for 2^32 live tasks, far more than
+//!    memory holds); an entry also keeps the task id, and every lookup compares it, so a slot
+//!    reused by a later task is never mistaken for the earlier one.
 //! 3. Wakers are never called with a shard locked: waking schedules, scheduling at shutdown may
 //!    drop a task, and a dropped task locks its shard to remove itself.
+//! 4. A join handle that waits leaves its waker in the entry too (`join_waker`). async-task wakes
+//!    it when the task ends, except for a task that shutdown abandoned in the middle of a poll,
+//!    which async-task will never see end: [`TaskRegistry::abandon`] wakes that one. Kept here
+//!    rather than in the task cell, which must stay small (`cell` module doc, "Size").
 //!
 //! Sharding by task id keeps spawns and completions on different workers off each other's lock
 //! (tokio shards its owned-task list for the same reason).
@@ -30,13 +35,14 @@ use super::Id;
 use super::cell::{NO_SLOT, TaskKind};
 
 /// Number of shards, a power of two.
-const SHARDS: usize = 64;
+const SHARDS: u32 = 64;
 
 #[derive(Debug)]
 struct Entry {
     id: Id,
     kind: TaskKind,
     waker: Waker,
+    join_waker: Option<Waker>,
 }
 
 #[derive(Debug)]
@@ -53,27 +59,39 @@ impl TaskRegistry {
         }
     }
 
-    fn shard(&self, index: usize) -> std::sync::MutexGuard<'_, Slab<Entry>> {
+    fn shard(&self, index: u32) -> std::sync::MutexGuard<'_, Slab<Entry>> {
         // A poisoned shard only means a waker's clone or drop panicked while it was locked; the
         // slab itself is consistent.
-        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[index as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Rule 1: registers a task; returns its slot.
-    pub(crate) fn insert(&self, id: Id, kind: TaskKind, waker: Waker) -> usize {
-        let shard = (id.as_u64() as usize) & (SHARDS - 1);
-        let key = self.shard(shard).insert(Entry { id, kind, waker });
-        key * SHARDS + shard
+    pub(crate) fn insert(&self, id: Id, kind: TaskKind, waker: Waker) -> u32 {
+        let shard = (id.as_u64() as u32) & (SHARDS - 1);
+        let key = self.shard(shard).insert(Entry {
+            id,
+            kind,
+            waker,
+            join_waker: None,
+        });
+        u32::try_from(key)
+            .ok()
+            .and_then(|key| key.checked_mul(SHARDS))
+            .map(|slot| slot + shard)
+            .filter(|&slot| slot != NO_SLOT)
+            .expect("maniac: more than 2^32 live tasks")
     }
 
     /// Rule 1: the task `id` at `slot` leaves the registry (no-op for [`NO_SLOT`]).
-    pub(crate) fn remove(&self, slot: usize, id: Id) {
+    pub(crate) fn remove(&self, slot: u32, id: Id) {
         if slot == NO_SLOT {
             return;
         }
         let removed = {
             let mut shard = self.shard(slot % SHARDS);
-            let key = slot / SHARDS;
+            let key = (slot / SHARDS) as usize;
             match shard.get(key) {
                 Some(entry) if entry.id == id => Some(shard.remove(key)),
                 _ => None,
@@ -83,20 +101,53 @@ impl TaskRegistry {
         drop(removed);
     }
 
+    /// Rule 4: keeps the waker of the join handle of task `id` at `slot`.
+    pub(crate) fn register_join_waker(&self, slot: u32, id: Id, waker: &Waker) {
+        if slot == NO_SLOT {
+            return;
+        }
+        let replaced = {
+            let mut shard = self.shard(slot % SHARDS);
+            match shard.get_mut((slot / SHARDS) as usize) {
+                Some(entry) if entry.id == id => match &entry.join_waker {
+                    Some(kept) if kept.will_wake(waker) => None,
+                    _ => entry.join_waker.replace(waker.clone()),
+                },
+                _ => None,
+            }
+        };
+        drop(replaced); // outside the lock (rule 3)
+    }
+
+    /// Rule 4: task `id` at `slot` leaves the registry as abandoned; its join handle is woken.
+    pub(crate) fn abandon(&self, slot: u32, id: Id) {
+        let join_waker = {
+            let mut shard = self.shard(slot % SHARDS);
+            let key = (slot / SHARDS) as usize;
+            match shard.get(key) {
+                Some(entry) if entry.id == id => shard.remove(key).join_waker,
+                _ => None,
+            }
+        };
+        if let Some(waker) = join_waker {
+            waker.wake();
+        }
+    }
+
     /// A clone of the waker of task `id` at `slot`, if it is still registered.
-    pub(crate) fn waker(&self, slot: usize, id: Id) -> Option<Waker> {
+    pub(crate) fn waker(&self, slot: u32, id: Id) -> Option<Waker> {
         if slot == NO_SLOT {
             return None;
         }
         let shard = self.shard(slot % SHARDS);
-        match shard.get(slot / SHARDS) {
+        match shard.get((slot / SHARDS) as usize) {
             Some(entry) if entry.id == id => Some(entry.waker.clone()),
             _ => None,
         }
     }
 
     /// Wakes task `id` at `slot` if it is still registered.
-    pub(crate) fn wake(&self, slot: usize, id: Id) {
+    pub(crate) fn wake(&self, slot: u32, id: Id) {
         if let Some(waker) = self.waker(slot, id) {
             waker.wake();
         }
