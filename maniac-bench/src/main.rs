@@ -6,12 +6,14 @@
 //! ones), runs the workload's setup, warms up, times up to K iterations (K per workload, within a
 //! time budget) and drops the runtime before the other one starts. The report gives each runtime's median over the
 //! repetitions, the ratio maniac/tokio of the medians, and the spread. A last figure, memory per
-//! idle task, is measured in child processes (module [`memory`]).
+//! idle task, is measured in child processes (module [`memory`]). Last, the costs of maniac's
+//! coroutine machinery, which tokio has no counterpart of (module [`coroutine`]).
 //!
 //! ```text
 //! maniac-bench [--quick] [--json] [--workers N] [--only NAME[,NAME]] [--reps N] [--verbose]
 //! ```
 
+mod coroutine;
 mod memory;
 mod rt;
 mod stats;
@@ -53,7 +55,9 @@ usage: maniac-bench [--quick] [--json] [--workers N] [--only NAME[,NAME]] [--rep
   --verbose      every repetition's figure on stderr
 
 workloads: spawn_many_local spawn_many_remote_idle spawn_many_remote_busy1
-           spawn_many_remote_busy2 ping_pong yield_many chained_spawn memory_per_idle_task";
+           spawn_many_remote_busy2 ping_pong yield_many chained_spawn memory_per_idle_task
+coroutines (maniac only): poll_none poll_pinned switch_none switch_pinned generator_pooled
+           generator_fresh_mmap";
 
 /// The command line.
 #[derive(Debug)]
@@ -110,7 +114,8 @@ impl Options {
                         .collect();
                     for name in &names {
                         let known = name == MEMORY_BENCH
-                            || WORKLOADS.iter().any(|workload| workload.name == name);
+                            || WORKLOADS.iter().any(|workload| workload.name == name)
+                            || coroutine::MEASUREMENTS.iter().any(|m| m.name == name);
                         if !known {
                             return Err(format!("--only: unknown workload {name:?}"));
                         }
@@ -395,6 +400,37 @@ fn print_header(options: &Options) {
     }
 }
 
+/// The coroutine measurements (maniac only), as a table of their own or JSON lines.
+fn run_coroutine_measurements(options: &Options) {
+    let selected: Vec<_> = coroutine::MEASUREMENTS
+        .iter()
+        .filter(|measurement| options.selected(measurement.name))
+        .collect();
+    if selected.is_empty() {
+        return;
+    }
+    if !options.json {
+        println!("\ncoroutines (maniac only)      median   spread");
+    }
+    for measurement in selected {
+        let summary = coroutine::run(measurement, options.reps, options.quick);
+        if options.json {
+            println!(
+                "{{\"bench\":{},\"maniac_ns\":{}}}",
+                json_string(measurement.name),
+                json_number(summary.median, 1)
+            );
+        } else {
+            println!(
+                "{:<NAME_WIDTH$} {:>12}   {}",
+                measurement.name,
+                format_ns(summary.median),
+                format_spread(&summary, format_ns)
+            );
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
@@ -454,6 +490,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    run_coroutine_measurements(&options);
     let summary = format!(
         "# total wall time {:.1} s; memory: median of {} child processes per runtime, {} idle \
          tasks each",

@@ -221,3 +221,37 @@ pub(crate) fn prepare_thread() -> AltStack {
     overflow::install_handler();
     AltStack::ensure()
 }
+
+/// Measurement hooks for `maniac-bench` (not a public API).
+#[doc(hidden)]
+pub mod bench {
+    use std::cell::RefCell;
+    use std::time::{Duration, Instant};
+
+    use super::generator::{Exit, Generator, Kind, Resume};
+    use super::stack::{Stack, StackPool};
+
+    /// Time to make, run to completion and retire `count` generators of `stack_size` bytes,
+    /// taking each stack from a warm pool (`pooled`) or from a fresh mmap (then unmapped).
+    pub fn generator_lifecycle(count: usize, stack_size: usize, pooled: bool) -> Duration {
+        let pool = RefCell::new(StackPool::new(stack_size));
+        let started = Instant::now();
+        for _ in 0..count {
+            let stack = if pooled {
+                pool.borrow_mut().take()
+            } else {
+                Stack::new(stack_size)
+            }
+            .expect("mapping a stack");
+            let mut generator = Generator::new(Kind::Task, stack, false, |_| {
+                std::hint::black_box(Exit::Finished)
+            });
+            let _ = generator.resume(Resume::Start);
+            let stack = generator.into_stack();
+            if pooled {
+                pool.borrow_mut().give_back(stack);
+            }
+        }
+        started.elapsed()
+    }
+}

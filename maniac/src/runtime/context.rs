@@ -26,7 +26,6 @@ pub(crate) type TaskRef = NonNull<TaskMeta>;
 struct Context {
     handle: RefCell<Option<Handle>>,
     driving: Cell<bool>,
-    current_task: Cell<Option<TaskRef>>,
 }
 
 thread_local! {
@@ -34,9 +33,12 @@ thread_local! {
         Context {
             handle: RefCell::new(None),
             driving: Cell::new(false),
-            current_task: Cell::new(None),
         }
     };
+
+    /// Apart from `CONTEXT`: it is read and written several times per poll, and a const
+    /// thread-local without a destructor is a plain load or store, with no lazy-state check.
+    static CURRENT_TASK: Cell<Option<TaskRef>> = const { Cell::new(None) };
 }
 
 /// Runs `f` with the current runtime's handle, without cloning it.
@@ -117,15 +119,12 @@ impl Drop for TaskGuard {
 
 /// Sets the current task, returning the previous one.
 pub(crate) fn replace_task(task: Option<TaskRef>) -> Option<TaskRef> {
-    CONTEXT
-        .try_with(|cx| cx.current_task.replace(task))
-        .ok()
-        .flatten()
+    CURRENT_TASK.replace(task)
 }
 
 /// The task being polled on this thread, if any.
 pub(crate) fn current_task() -> Option<TaskRef> {
-    CONTEXT.try_with(|cx| cx.current_task.get()).ok().flatten()
+    CURRENT_TASK.get()
 }
 
 /// Runs `f` with the task being polled on this thread, if any.
