@@ -34,10 +34,13 @@
 
 mod blocking;
 pub mod coroutine;
+pub mod io;
 pub(crate) mod loom;
+pub mod net;
 pub mod runtime;
 mod scheduler;
 pub mod task;
+pub mod time;
 
 pub use task::spawn;
 

@@ -40,6 +40,13 @@
 //! - Then the worker's own deferred (yielded) tasks.
 //! - Nothing anywhere: park (idle rules 4 and 5).
 //!
+//! ## Drivers and maintenance
+//! The runtime's timers (`time`) and I/O reactor (`io::reactor`) have no thread of their own. A
+//! worker about to sleep takes the driver if nobody holds it and sleeps in it (in `epoll_wait`,
+//! no longer than until the next timer); the others sleep on their condvars. A busy worker looks
+//! at both drivers without waiting every [`MAINTENANCE_INTERVAL`] polls, so timers and sockets
+//! are served even when nobody sleeps.
+//!
 //! ## Shutdown
 //! [`Shared::begin_shutdown`] sets `shutdown` (and the deadline) and unparks every worker. Each
 //! worker notices it between polls, finishes the polls suspended on its pinned queue up to the
@@ -76,8 +83,10 @@ pub(crate) use worker::{current_worker_index, schedule_task};
 
 use crate::blocking::BlockingPool;
 use crate::coroutine::Generator;
+use crate::io::reactor::{PollState, Reactor};
 use crate::runtime::{Handle, RuntimeMetrics, ThreadConfig};
 use crate::task::{self, JoinHandle, Runnable, TaskKind, TaskMeta, TaskRegistry};
+use crate::time::TimeDriver;
 
 /// The most workers a runtime may have.
 pub(crate) const MAX_WORKERS: usize = idle::MAX_WORKERS;
@@ -87,6 +96,8 @@ pub(crate) const DEFAULT_GLOBAL_QUEUE_INTERVAL: u32 = 31;
 const LOCAL_QUEUE_CAPACITY: usize = 256;
 /// Most LIFO-slot polls in a row (tokio's cap).
 const MAX_LIFO_POLLS: usize = 3;
+/// Every how many polls a busy worker looks at the drivers (tokio's `event_interval`).
+const MAINTENANCE_INTERVAL: u32 = 61;
 /// At the latest every how many polls yielded tasks go back to the local queue (tokio's
 /// `event_interval`, at which it re-schedules its deferred tasks).
 const DEFERRED_INTERVAL: u32 = 61;
@@ -156,6 +167,10 @@ pub(crate) struct Shared {
     /// Every live async task (`task::registry` module doc).
     pub(crate) tasks: TaskRegistry,
     pub(crate) blocking: BlockingPool,
+    /// The timers of this runtime (`time` module doc).
+    pub(crate) time: Arc<TimeDriver>,
+    /// The I/O reactor of this runtime (`io::reactor` module doc).
+    pub(crate) io: Arc<Reactor>,
     global_queue_interval: u32,
     /// Size of every coroutine stack (`Builder::coroutine_stack_size`).
     pub(crate) coroutine_stack_size: usize,
@@ -177,12 +192,20 @@ impl Shared {
     /// Creates the scheduler and, for the multi-thread flavour, starts its workers.
     pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
         let cores: Vec<Box<Core>> = (0..config.workers).map(Core::new).collect();
+        let io = Arc::new(Reactor::new()?);
+        let time = Arc::new(TimeDriver::new({
+            let io = io.clone();
+            Box::new(move || io.unpark())
+        }));
         let remotes = cores
             .iter()
             .map(|core| Remote {
                 stealer: core.stealer(),
                 pinned_inbox: Injector::new(),
-                parker: Parker::new(),
+                parker: Parker::with_driver(Some({
+                    let io = io.clone();
+                    Box::new(move || io.unpark())
+                })),
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -193,6 +216,8 @@ impl Shared {
             shutdown: CachePadded::new(AtomicBool::new(false)),
             tasks: TaskRegistry::new(),
             blocking: BlockingPool::new(config.max_blocking_threads, config.thread_keep_alive),
+            time,
+            io,
             global_queue_interval: config.global_queue_interval,
             coroutine_stack_size: config.coroutine_stack_size,
             threads: config.threads,
@@ -308,6 +333,40 @@ impl Shared {
         handle
     }
 
+    /// A parked worker's wait in the driver (it holds the poll lock): until the next timer, an
+    /// I/O event, or an unpark; then the due timers fire.
+    fn drive(&self, poll: &mut PollState) {
+        let timeout = self.time.prepare_park();
+        self.io.turn(poll, timeout);
+        self.time.finish_park();
+        self.time.process();
+    }
+
+    /// Maintenance (module doc): a look at the drivers without waiting, so that timers and I/O
+    /// make progress while every worker is busy.
+    fn maintain(&self) {
+        if let Some(mut poll) = self.io.try_lock_poll() {
+            self.io.turn(&mut poll, Some(std::time::Duration::ZERO));
+        }
+        self.time.process();
+    }
+
+    /// Sleeps worker `index` until it is unparked, in the driver if nobody else waits there.
+    /// Returns whether it waited in the driver (its wait may have woken tasks).
+    fn sleep(&self, index: usize) -> bool {
+        let parker = &self.remotes[index].parker;
+        match self.io.try_lock_poll() {
+            Some(mut poll) => {
+                parker.park_on_driver(|| self.drive(&mut poll));
+                true
+            }
+            None => {
+                parker.park();
+                false
+            }
+        }
+    }
+
     /// Rule 3 of "where a scheduled task goes".
     fn schedule_remote(&self, task: Runnable) {
         self.injector.push(task);
@@ -402,6 +461,7 @@ impl Shared {
     fn drop_leftovers(&self) {
         self.drop_remaining_tasks();
         self.blocking.shutdown(Some(Instant::now()));
+        self.shut_down_drivers();
         self.report_abandoned();
     }
 
@@ -424,7 +484,16 @@ impl Shared {
             }
         }
         self.blocking.shutdown(deadline);
+        self.shut_down_drivers();
         self.report_abandoned();
+    }
+
+    /// Shutdown of the drivers: from now on timers panic and sockets fail (`time::driver` rule 4,
+    /// `io::reactor` rule 5). After the tasks are dropped, so that their destructors may still
+    /// cancel timers and close sockets.
+    fn shut_down_drivers(&self) {
+        self.time.shut_down();
+        self.io.shut_down();
     }
 
     /// The log line of the `coroutine` module doc, "Abort and shutdown".

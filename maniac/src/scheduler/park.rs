@@ -1,18 +1,25 @@
 //! A parker: the one thread that owns it sleeps in [`Parker::park`] until another thread calls
 //! [`Parker::unpark`]. An `unpark` that comes first is kept as a token, so the next `park` returns at
 //! once (the same contract as `std::thread::park`); several `unpark`s before a `park` make one token.
+//! A worker that holds the runtime's driver sleeps instead in the driver's wait
+//! ([`Parker::park_on_driver`]), and `unpark` then wakes the driver.
 //!
 //! ## State (`state`)
 //! - [`EMPTY`]: no token, nobody asleep.
 //! - [`PARKED`]: the owner is asleep on `condvar` (or about to be: it holds `mutex`).
+//! - [`PARKED_ON_DRIVER`]: the owner waits in the driver (or is about to).
 //! - [`NOTIFIED`]: a token is waiting for the next `park`.
 //!
 //! ## Rules
-//! 1. Only the owner moves the state out of `NOTIFIED` (consuming the token) or into `PARKED`.
-//! 2. `unpark` swaps in `NOTIFIED` unconditionally; only if it replaced `PARKED` does it have to wake
-//!    the owner, and it takes `mutex` before `notify_one` so that the owner cannot be between its
-//!    `PARKED` transition and its `wait` (where a notification would be lost).
-//! 3. The owner leaves `park` only by consuming a token, so a spurious condvar wake-up re-waits.
+//! 1. Only the owner moves the state out of `NOTIFIED` (consuming the token) or into `PARKED` or
+//!    `PARKED_ON_DRIVER`.
+//! 2. `unpark` swaps in `NOTIFIED` unconditionally. If it replaced `PARKED` it takes `mutex` before
+//!    `notify_one`, so that the owner cannot be between its `PARKED` transition and its `wait`
+//!    (where a notification would be lost). If it replaced `PARKED_ON_DRIVER` it wakes the driver,
+//!    whose wake-up is kept until the next wait if none is in progress.
+//! 3. The owner leaves `park` only by consuming a token, so a spurious condvar wake-up re-waits. A
+//!    driver wait ends by itself (an event, a timer): the owner returns from it either way, and
+//!    consumes a token if one came.
 //!
 //! Orderings are `SeqCst` throughout: parking is the slow path, and the token hands over the
 //! memory the unparker wrote before `unpark` (the owner's acquire of `NOTIFIED` sees it).
@@ -21,27 +28,64 @@ use crate::loom::atomic::AtomicUsize;
 use crate::loom::atomic::Ordering::SeqCst;
 use crate::loom::{Condvar, Mutex};
 
+/// Wakes the driver a parker may sleep in.
+pub(crate) type DriverUnpark = Box<dyn Fn() + Send + Sync>;
+
 /// No token, nobody asleep.
 const EMPTY: usize = 0;
 /// The owner sleeps (or holds the mutex on its way to sleep).
 const PARKED: usize = 1;
 /// A wake-up token waits for the next `park`.
 const NOTIFIED: usize = 2;
+/// The owner waits in the driver.
+const PARKED_ON_DRIVER: usize = 3;
 
-#[derive(Debug)]
 pub(crate) struct Parker {
     state: AtomicUsize,
     mutex: Mutex<()>,
     condvar: Condvar,
+    driver_unpark: Option<DriverUnpark>,
+}
+
+impl std::fmt::Debug for Parker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parker")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Parker {
+    /// A parker that only ever sleeps on its condvar.
+    #[cfg_attr(not(loom), allow(dead_code))] // the loom models use it
     pub(crate) fn new() -> Parker {
+        Parker::with_driver(None)
+    }
+
+    /// A parker whose owner may also sleep in a driver that `driver_unpark` wakes.
+    pub(crate) fn with_driver(driver_unpark: Option<DriverUnpark>) -> Parker {
         Parker {
             state: AtomicUsize::new(EMPTY),
             mutex: Mutex::new(()),
             condvar: Condvar::new(),
+            driver_unpark,
         }
+    }
+
+    /// Sleeps in the driver: runs `wait` (the driver's wait, which returns on an event, a timer
+    /// or a driver wake-up) unless a token is already here. Only the owner calls this, while it
+    /// holds the driver.
+    pub(crate) fn park_on_driver(&self, wait: impl FnOnce()) {
+        match self
+            .state
+            .compare_exchange(EMPTY, PARKED_ON_DRIVER, SeqCst, SeqCst)
+        {
+            Ok(_) => wait(),
+            Err(NOTIFIED) => {}
+            Err(actual) => panic!("maniac: parker in impossible state {actual} (two owners?)"),
+        }
+        // Rule 3: back to EMPTY, consuming a token that came meanwhile.
+        self.state.swap(EMPTY, SeqCst);
     }
 
     /// Sleeps until a token is available, then consumes it. Only the owner thread calls this.
@@ -88,6 +132,10 @@ impl Parker {
                 // transition and `wait`, so the notification cannot fall in that gap.
                 drop(self.mutex.lock().unwrap());
                 self.condvar.notify_one();
+            }
+            PARKED_ON_DRIVER => {
+                let unpark = self.driver_unpark.as_ref();
+                unpark.expect("maniac: parked on a driver without one")();
             }
             actual => panic!("maniac: parker in impossible state {actual}"),
         }

@@ -39,7 +39,9 @@ use std::time::Instant;
 
 use corosensei::CoroutineResult;
 
-use super::{DEFERRED_INTERVAL, LOCAL_QUEUE_CAPACITY, MAX_LIFO_POLLS, Shared};
+use super::{
+    DEFERRED_INTERVAL, LOCAL_QUEUE_CAPACITY, MAINTENANCE_INTERVAL, MAX_LIFO_POLLS, Shared,
+};
 use crate::coroutine::stack::StackPool;
 use crate::coroutine::{self, Exit, Generator, Header, Kind, Resume, Suspend};
 use crate::runtime::context::{self, TaskRef};
@@ -84,6 +86,8 @@ pub(crate) struct Core {
     until_global_check: u32,
     /// Polls left before the deferred tasks must go back to the local queue (as above).
     until_deferred_flush: u32,
+    /// Polls left before the next look at the drivers (as above).
+    until_maintenance: u32,
     /// Whether this worker is counted in the idle protocol's `num_searching`.
     is_searching: bool,
     /// Whether a wake-up on this thread may use the LIFO slot (off while a current-thread
@@ -102,6 +106,7 @@ impl Core {
             deferred: Vec::new(),
             until_global_check: 0,
             until_deferred_flush: DEFERRED_INTERVAL,
+            until_maintenance: MAINTENANCE_INTERVAL,
             is_searching: false,
             lifo_enabled: true,
             rng: FastRand::new(index as u64),
@@ -153,6 +158,16 @@ impl Core {
     fn count_poll(&mut self) {
         self.until_global_check = self.until_global_check.saturating_sub(1);
         self.until_deferred_flush = self.until_deferred_flush.saturating_sub(1);
+        self.until_maintenance = self.until_maintenance.saturating_sub(1);
+    }
+
+    /// Whether the drivers are due for a look (and if so, the countdown restarts).
+    fn maintenance_due(&mut self) -> bool {
+        if self.until_maintenance > 0 {
+            return false;
+        }
+        self.until_maintenance = MAINTENANCE_INTERVAL;
+        true
     }
 
     /// One task from the injector to run now, plus a fair share of the rest moved into the
@@ -386,6 +401,11 @@ impl WorkerContext {
     /// poll, as soon as that poll ends.
     fn worker_loop(&self, generator: Option<&Header>) -> Exit {
         while !self.shared.is_shutdown() {
+            // No borrow of the core across the drivers' wake-ups, which schedule onto it.
+            let maintenance_due = self.core().maintenance_due();
+            if maintenance_due {
+                self.shared.maintain();
+            }
             match self.find_work() {
                 Some(Work::Task(task)) => {
                     if self.run_task(task, generator) {
@@ -463,13 +483,19 @@ impl WorkerContext {
                 self.core().is_searching = shared.idle.leave_parked(index);
                 return;
             }
-            remote.parker.park();
+            let drove = shared.sleep(index);
             if shared.is_shutdown() {
                 return;
             }
             if !shared.idle.is_parked(index) {
                 // Woken by rule 1, which counted us as searching.
                 self.core().is_searching = true;
+                return;
+            }
+            if drove {
+                // A timer or an I/O event may have woken tasks (onto this worker's queues, or
+                // the injector): go and look, as a worker that left the sleepers by itself.
+                self.core().is_searching = shared.idle.leave_parked(index);
                 return;
             }
         }
@@ -556,7 +582,7 @@ impl WorkerContext {
                 shared.notify_parked();
             }
         }
-        shared.remotes[0].parker.park();
+        shared.sleep(0);
         let notified = shared.idle.leave_parked(0);
         self.core().is_searching = notified;
     }
@@ -682,6 +708,10 @@ pub(super) fn block_on_core<F: Future>(
         }
         // Then queued tasks run, whether or not the main future is already woken again (it may
         // have yielded): a main future that keeps waking itself must not starve them.
+        let maintenance_due = cx.core().maintenance_due();
+        if maintenance_due {
+            cx.shared.maintain();
+        }
         let mut ran = 0;
         while ran < TASKS_PER_BLOCK_ON_POLL {
             let next = {

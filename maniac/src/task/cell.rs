@@ -52,7 +52,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32};
 use std::task::{Context, Poll};
 
-use super::{Id, JoinError, JoinHandle};
+use super::{Id, JoinError, JoinHandle, coop};
 use crate::coroutine::own_stack::{OwnStack, Polled};
 use crate::runtime::context;
 use crate::scheduler::{self, Flavor, Shared};
@@ -250,7 +250,7 @@ fn poll_user<F: Future>(
             .as_mut()
             .as_pin_mut()
             .expect("maniac: a task was polled after it completed");
-        running.poll(cx)
+        coop::with_budget(|| running.poll(cx))
     }));
     match polled {
         Ok(Poll::Pending) => Poll::Pending,

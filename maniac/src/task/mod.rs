@@ -15,6 +15,7 @@
 //! from foreign threads included (the crate's `tests/sync_interop.rs` proves it).
 
 mod cell;
+pub(crate) mod coop;
 mod error;
 mod id;
 mod join;

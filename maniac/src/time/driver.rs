@@ -1,0 +1,152 @@
+//! The time driver: the clock, the wheel of pending timers, and when the runtime must next look.
+//!
+//! ## Rules
+//! 1. Time is counted in 1 ms ticks since the driver started. A deadline becomes the tick at or
+//!    after it (rounded up), and the wheel advances to the tick at or before now (rounded down),
+//!    so a timer never fires before its deadline.
+//! 2. Whoever processes the wheel (a parked worker that owns the runtime's driver when it wakes,
+//!    or any worker's periodic maintenance) advances it to now under the lock, and wakes the
+//!    fired timers' tasks after releasing it.
+//! 3. A worker that parks on the driver first publishes the tick it will sleep until
+//!    (`sleeping_until`). Registering a timer due earlier than that wakes it (through the
+//!    `unpark` callback the runtime gives), so that it re-computes its timeout.
+//! 4. After shutdown, registering a timer panics with a message saying the runtime is gone.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use super::wheel::{Inserted, Key, Wheel};
+
+/// `sleeping_until` when no worker is parked on the driver: no registration needs to wake
+/// anyone (ticks of pending timers are at least 1).
+const NOT_PARKED: u64 = 0;
+/// `sleeping_until` of a worker parked on the driver with no timer pending: any new timer wakes
+/// it.
+const UNTIL_WOKEN: u64 = u64::MAX;
+
+pub(crate) struct TimeDriver {
+    start: Instant,
+    wheel: Mutex<Wheel>,
+    /// Rule 3.
+    sleeping_until: AtomicU64,
+    /// Wakes the worker parked on the driver.
+    unpark: Box<dyn Fn() + Send + Sync>,
+    shutdown: AtomicBool,
+}
+
+impl std::fmt::Debug for TimeDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeDriver")
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TimeDriver {
+    pub(crate) fn new(unpark: Box<dyn Fn() + Send + Sync>) -> TimeDriver {
+        TimeDriver {
+            start: Instant::now(),
+            wheel: Mutex::new(Wheel::new()),
+            sleeping_until: AtomicU64::new(NOT_PARKED),
+            unpark,
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    fn wheel(&self) -> std::sync::MutexGuard<'_, Wheel> {
+        // No user code runs under this lock (wakers are woken after it is released).
+        self.wheel.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rule 1: the tick a deadline falls on, rounded up.
+    fn deadline_tick(&self, deadline: Instant) -> u64 {
+        let since = deadline.saturating_duration_since(self.start);
+        let millis = since.as_nanos().div_ceil(1_000_000);
+        u64::try_from(millis).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Rule 1: the current tick, rounded down.
+    fn now_tick(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Registers a timer due at `deadline`; `None` if it is already due (rule 4 of the wheel).
+    ///
+    /// # Panics
+    /// After shutdown (rule 4).
+    pub(crate) fn register(&self, deadline: Instant, waker: &Waker) -> Option<Key> {
+        if self.shutdown.load(Ordering::Acquire) {
+            panic!(
+                "maniac::time: a timer was used after its runtime shut down; timers work only \
+                 while their runtime runs"
+            );
+        }
+        let tick = self.deadline_tick(deadline);
+        let inserted = self.wheel().insert(tick, waker.clone());
+        match inserted {
+            Inserted::Due => None,
+            Inserted::Pending(key) => {
+                // Rule 3. SeqCst pairs with the parker's store before it sleeps: either it
+                // sees this timer when it computes its timeout, or we see its tick here.
+                if tick < self.sleeping_until.load(Ordering::SeqCst) {
+                    (self.unpark)();
+                }
+                Some(key)
+            }
+        }
+    }
+
+    /// Whether timer `key` is still pending (then `waker` is the one it will wake).
+    pub(crate) fn is_pending(&self, key: Key, waker: &Waker) -> bool {
+        self.wheel().is_pending(key, waker)
+    }
+
+    /// Removes timer `key` (cancelling it if pending).
+    pub(crate) fn remove(&self, key: Key) {
+        let waker = self.wheel().remove(key);
+        drop(waker); // outside the lock
+    }
+
+    /// Rule 2: fires every timer due by now. Returns how many fired.
+    pub(crate) fn process(&self) -> usize {
+        let mut fired = Vec::new();
+        let now = self.now_tick();
+        self.wheel().advance(now, &mut fired);
+        let count = fired.len();
+        for waker in fired {
+            waker.wake();
+        }
+        count
+    }
+
+    /// Rule 3, before a worker parks on the driver: how long it may sleep (`None`: until woken),
+    /// published so that an earlier new timer wakes it.
+    pub(crate) fn prepare_park(&self) -> Option<Duration> {
+        let next = self.wheel().next_expiration();
+        self.sleeping_until
+            .store(next.unwrap_or(UNTIL_WOKEN), Ordering::SeqCst);
+        // A timer registered between that read and this store may have seen NOT_PARKED and
+        // woken nobody; it is in the wheel by now (its insert preceded its load, which preceded
+        // our store), so a second read finds it.
+        let next = match (self.wheel().next_expiration(), next) {
+            (Some(again), Some(first)) => Some(again.min(first)),
+            (again, first) => again.or(first),
+        };
+        next.map(|tick| {
+            let due = self.start + Duration::from_millis(tick);
+            due.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// After the parked worker wakes: nobody sleeps on timers any more.
+    pub(crate) fn finish_park(&self) {
+        self.sleeping_until.store(NOT_PARKED, Ordering::SeqCst);
+    }
+
+    /// Rule 4.
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+}
