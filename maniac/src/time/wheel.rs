@@ -14,8 +14,9 @@
 //!    (`next_expiration`), sets `elapsed` to that slot's start (skipping only empty slots), and
 //!    empties it: timers that are due fire, the others go back in (rule 1 puts them at a lower
 //!    level: they "cascade"). Then `elapsed = now`.
-//! 3. A timer due beyond the top level's current span is placed as if due at the span's last
-//!    tick, and goes back in (with its real deadline) when that slot comes.
+//! 3. A timer due beyond the top level's current span waits in an `overflow` list, outside the
+//!    levels. When `elapsed` reaches the next span, the overflow is inserted again: what now fits
+//!    goes into the levels, the rest waits for a later span.
 //! 4. A timer due at or before `elapsed` when inserted is not stored: the caller fires it at once.
 //! 5. Timers due at the same tick fire in the order they were inserted (each has a sequence
 //!    number; a batch is sorted before its wakers run).
@@ -66,6 +67,8 @@ pub(crate) struct Wheel {
     next_seq: u64,
     slots: Box<[[List; SLOTS]; LEVELS]>,
     occupied: [u64; LEVELS],
+    /// Rule 3 (its entries' `place` is `(LEVELS, 0)`).
+    overflow: List,
     entries: Slab<Entry>,
     /// Timers linked in the wheel (the slab also holds fired, unremoved ones).
     pending: usize,
@@ -87,6 +90,7 @@ impl Wheel {
             next_seq: 0,
             slots: Box::new([[List::default(); SLOTS]; LEVELS]),
             occupied: [0; LEVELS],
+            overflow: List::default(),
             entries: Slab::new(),
             pending: 0,
         }
@@ -145,7 +149,13 @@ impl Wheel {
     pub(crate) fn next_expiration(&self) -> Option<u64> {
         (0..LEVELS)
             .filter_map(|level| self.next_slot(level).map(|(_, start)| start))
+            .chain(self.next_span())
             .min()
+    }
+
+    /// Rule 3: the first tick of the next top-level span, if the overflow holds timers.
+    fn next_span(&self) -> Option<u64> {
+        self.overflow.head.map(|_| (self.elapsed | (RANGE - 1)) + 1)
     }
 
     /// The first occupied slot of `level` at or after `elapsed`'s, and the tick it begins at.
@@ -172,6 +182,7 @@ impl Wheel {
                     self.next_slot(level)
                         .map(|(slot, start)| (start, level, slot))
                 })
+                .chain(self.next_span().map(|start| (start, LEVELS, 0)))
                 .min();
             let Some((start, level, slot)) = next.filter(|&(start, ..)| start <= now) else {
                 break;
@@ -203,17 +214,20 @@ impl Wheel {
     /// Rules 1 and 3: links `key` into the slot its deadline belongs to.
     fn link(&mut self, key: Key) {
         let deadline = self.entries[key].deadline;
-        // Rule 3: no later than the last tick of the top level's span `elapsed` is in.
-        let placed_at = deadline.min(self.elapsed | (RANGE - 1));
-        let differing = (placed_at ^ self.elapsed) | (SLOTS as u64 - 1);
-        let level = ((63 - differing.leading_zeros()) / SLOT_BITS) as usize;
-        let slot = ((placed_at >> (SLOT_BITS * level as u32)) as usize) & (SLOTS - 1);
-        let list = &mut self.slots[level][slot];
+        let (level, slot) = if deadline > self.elapsed | (RANGE - 1) {
+            (LEVELS, 0) // rule 3
+        } else {
+            let differing = (deadline ^ self.elapsed) | (SLOTS as u64 - 1);
+            let level = ((63 - differing.leading_zeros()) / SLOT_BITS) as usize;
+            let slot = ((deadline >> (SLOT_BITS * level as u32)) as usize) & (SLOTS - 1);
+            self.occupied[level] |= 1 << slot;
+            (level, slot)
+        };
+        let list = self.list(level, slot);
         let previous_tail = list.tail.replace(key);
         if list.head.is_none() {
             list.head = Some(key);
         }
-        self.occupied[level] |= 1 << slot;
         let entry = &mut self.entries[key];
         entry.place = Some((level, slot));
         entry.prev = previous_tail;
@@ -231,21 +245,31 @@ impl Wheel {
         let (prev, next) = (entry.prev.take(), entry.next.take());
         match prev {
             Some(prev) => self.entries[prev].next = next,
-            None => self.slots[level][slot].head = next,
+            None => self.list(level, slot).head = next,
         }
         match next {
             Some(next) => self.entries[next].prev = prev,
-            None => self.slots[level][slot].tail = prev,
+            None => self.list(level, slot).tail = prev,
         }
-        if self.slots[level][slot].head.is_none() {
+        if level < LEVELS && self.slots[level][slot].head.is_none() {
             self.occupied[level] &= !(1 << slot);
+        }
+    }
+
+    /// The list of a slot, or the overflow (`level == LEVELS`).
+    fn list(&mut self, level: usize, slot: usize) -> &mut List {
+        match level {
+            LEVELS => &mut self.overflow,
+            _ => &mut self.slots[level][slot],
         }
     }
 
     /// Empties a slot, returning the head of its former list.
     fn take_slot(&mut self, level: usize, slot: usize) -> Option<Key> {
-        self.occupied[level] &= !(1 << slot);
-        std::mem::take(&mut self.slots[level][slot]).head
+        if level < LEVELS {
+            self.occupied[level] &= !(1 << slot);
+        }
+        std::mem::take(self.list(level, slot)).head
     }
 }
 
