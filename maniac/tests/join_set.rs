@@ -246,7 +246,10 @@ fn dropping_a_join_set_aborts_its_tasks() {
                 !resumed.load(SeqCst),
                 "{name}: a task of a dropped set ran on"
             );
-            assert_eq!(tx.receiver_count(), 0, "{name}");
+            // Each future's receiver may drop a moment after its guard, on a worker thread.
+            common::wait_until(common::TIMEOUT, "every receiver to be dropped", || {
+                tx.receiver_count() == 0
+            });
         });
     }
 }

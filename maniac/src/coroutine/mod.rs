@@ -83,10 +83,11 @@ use crate::task::JoinHandle;
 pub enum RunMode {
     /// On the worker's own generator.
     None,
-    /// In the rest of a poll that was switched out (the task holds the worker generator it was
-    /// polled on).
+    /// In the rest of a None-mode poll that was switched out (the task holds the worker
+    /// generator it was polled on).
     Switch,
-    /// On the task's own generator.
+    /// On the task's own generator, including the rest of a poll switched out of it (the task
+    /// keeps its generator, so its mode does not change).
     Poll,
 }
 
@@ -229,12 +230,12 @@ pub mod bench {
     use std::time::{Duration, Instant};
 
     use super::generator::{Exit, Generator, Kind, Resume};
-    use super::stack::{Stack, StackPool};
+    use super::stack::{SharedStacks, Stack, StackPool};
 
     /// Time to make, run to completion and retire `count` generators of `stack_size` bytes,
     /// taking each stack from a warm pool (`pooled`) or from a fresh mmap (then unmapped).
     pub fn generator_lifecycle(count: usize, stack_size: usize, pooled: bool) -> Duration {
-        let pool = RefCell::new(StackPool::new(stack_size));
+        let pool = RefCell::new(StackPool::new(SharedStacks::new(stack_size, 1)));
         let started = Instant::now();
         for _ in 0..count {
             let stack = if pooled {

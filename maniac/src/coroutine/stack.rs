@@ -13,12 +13,21 @@
 //! ```
 //!
 //! Mapping a stack costs a system call or two and page faults on first touch (~9 µs here); taking
-//! one from the pool costs a `Vec::pop`. The pool is bounded, so a burst of coroutines does not
-//! keep its stacks mapped forever, and it is dropped (every stack unmapped) with its worker.
+//! one from the pool costs a `Vec::pop`.
+//!
+//! ## Pools
+//! Each worker has a [`StackPool`] of at most [`POOL_CAPACITY`] free stacks, used without a lock.
+//! Behind them the runtime has one [`SharedStacks`] of at most `POOL_CAPACITY` per worker: a full
+//! worker pool gives its extra stacks there, and an empty one takes from there before mapping.
+//! Without it, Poll-mode tasks that start on one worker and finish on another (they may be
+//! stolen between polls) would drain the first pool and overflow the second, mapping and
+//! unmapping a stack each time. Both are bounded, so a burst does not keep its stacks mapped
+//! forever, and both are dropped (every stack unmapped) with the runtime.
 
 use std::io;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use corosensei::stack::StackPointer;
 
@@ -32,6 +41,15 @@ pub(crate) const MIN_STACK_SIZE: usize = 16 * 1024;
 
 /// How many free stacks a worker keeps.
 pub(crate) const POOL_CAPACITY: usize = 16;
+
+/// The largest stack `Builder::coroutine_stack_size` accepts (an address-space reservation per
+/// coroutine; far beyond any real need).
+pub(crate) const MAX_STACK_SIZE: usize = 1 << 40;
+
+/// A stack size as [`Stack::new`] maps it: at least [`MIN_STACK_SIZE`], in whole pages.
+pub(crate) fn rounded_stack_size(size: usize) -> usize {
+    size.max(MIN_STACK_SIZE).next_multiple_of(page_size())
+}
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -56,8 +74,14 @@ unsafe impl Send for Stack {}
 impl Stack {
     /// Maps a stack with at least `size` usable bytes (rounded up to pages) above a guard page.
     pub(crate) fn new(size: usize) -> io::Result<Stack> {
+        if size > MAX_STACK_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a coroutine stack of {size} bytes is larger than {MAX_STACK_SIZE}"),
+            ));
+        }
         let page = page_size();
-        let usable = size.max(MIN_STACK_SIZE).next_multiple_of(page);
+        let usable = rounded_stack_size(size);
         let len = usable + page;
         // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no
         // existing memory is affected. NORESERVE: pages are committed when first touched.
@@ -127,33 +151,69 @@ unsafe impl corosensei::stack::Stack for Stack {
     }
 }
 
+/// The runtime's free stacks behind the workers' pools (module doc, "Pools").
+#[derive(Debug)]
+pub(crate) struct SharedStacks {
+    free: Mutex<Vec<Stack>>,
+    capacity: usize,
+    /// The usable size of every stack of this runtime, rounded as mapped.
+    stack_size: usize,
+}
+
+impl SharedStacks {
+    pub(crate) fn new(stack_size: usize, workers: usize) -> Arc<SharedStacks> {
+        Arc::new(SharedStacks {
+            free: Mutex::new(Vec::new()),
+            capacity: POOL_CAPACITY * workers,
+            stack_size: rounded_stack_size(stack_size),
+        })
+    }
+
+    fn free(&self) -> std::sync::MutexGuard<'_, Vec<Stack>> {
+        // Nothing panics under this lock.
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// A worker's free stacks.
 #[derive(Debug)]
 pub(crate) struct StackPool {
     free: Vec<Stack>,
-    stack_size: usize,
+    shared: Arc<SharedStacks>,
 }
 
 impl StackPool {
-    pub(crate) fn new(stack_size: usize) -> StackPool {
+    pub(crate) fn new(shared: Arc<SharedStacks>) -> StackPool {
         StackPool {
             free: Vec::with_capacity(POOL_CAPACITY),
-            stack_size,
+            shared,
         }
     }
 
-    /// A free stack, or a newly mapped one.
+    /// A free stack (this worker's, else the runtime's), or a newly mapped one.
     pub(crate) fn take(&mut self) -> io::Result<Stack> {
-        match self.free.pop() {
-            Some(stack) => Ok(stack),
-            None => Stack::new(self.stack_size),
+        if let Some(stack) = self.free.pop() {
+            return Ok(stack);
         }
+        if let Some(stack) = self.shared.free().pop() {
+            return Ok(stack);
+        }
+        Stack::new(self.shared.stack_size)
     }
 
-    /// Keeps `stack` for reuse, unless the pool is full or the stack is of another size.
+    /// Keeps `stack` for reuse (here, else in the runtime's pool), unless both are full or the
+    /// stack is of another size: then it is unmapped.
     pub(crate) fn give_back(&mut self, stack: Stack) {
-        if self.free.len() < POOL_CAPACITY && stack.size() == self.stack_size {
+        if stack.size() != self.shared.stack_size {
+            return;
+        }
+        if self.free.len() < POOL_CAPACITY {
             self.free.push(stack);
+            return;
+        }
+        let mut shared = self.shared.free();
+        if shared.len() < self.shared.capacity {
+            shared.push(stack);
         }
     }
 }

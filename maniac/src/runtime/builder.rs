@@ -197,7 +197,7 @@ impl Builder {
     /// worker threads' own stacks, so this is the stack a poll gets. Default: the
     /// `thread_stack_size` if one was set (so that a tokio program that raised it for deep
     /// recursion in tasks keeps working), else 2 MiB (a tokio worker thread's stack); only
-    /// touched pages use memory. Below 16 KiB `build` fails. A poll that overflows it aborts the
+    /// touched pages use memory. Below 16 KiB or above 1 TiB `build` fails. A poll that overflows it aborts the
     /// process with a message that names this setting.
     pub fn coroutine_stack_size(&mut self, bytes: usize) -> &mut Builder {
         self.coroutine_stack_size = Some(bytes);
@@ -249,16 +249,23 @@ impl Builder {
         if self.max_blocking_threads == 0 {
             return invalid("max_blocking_threads must be at least 1 (got 0)".into());
         }
-        let coroutine_stack_size = self
-            .coroutine_stack_size
-            .or(self.threads.stack_size)
-            .unwrap_or(DEFAULT_COROUTINE_STACK_SIZE);
-        if coroutine_stack_size < crate::coroutine::stack::MIN_STACK_SIZE {
-            return invalid(format!(
-                "coroutine_stack_size must be at least {} bytes (got {coroutine_stack_size})",
-                crate::coroutine::stack::MIN_STACK_SIZE,
-            ));
-        }
+        use crate::coroutine::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE};
+        let coroutine_stack_size = match self.coroutine_stack_size {
+            Some(size) if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&size) => {
+                return invalid(format!(
+                    "coroutine_stack_size must be between {MIN_STACK_SIZE} and {MAX_STACK_SIZE} \
+                     bytes (got {size})"
+                ));
+            }
+            Some(size) => size,
+            // Like std and tokio for a small thread stack: rounded up to what works.
+            None => self
+                .threads
+                .stack_size
+                .map_or(DEFAULT_COROUTINE_STACK_SIZE, |size| {
+                    size.clamp(MIN_STACK_SIZE, MAX_STACK_SIZE)
+                }),
+        };
         if self.global_queue_interval == 0 {
             return invalid("global_queue_interval must be at least 1 (got 0)".into());
         }

@@ -83,6 +83,7 @@ pub(crate) use worker::{current_worker_index, schedule_task};
 
 use crate::blocking::BlockingPool;
 use crate::coroutine::Generator;
+use crate::coroutine::stack::SharedStacks;
 use crate::io::reactor::{PollState, Reactor};
 use crate::runtime::{Handle, RuntimeMetrics, ThreadConfig};
 use crate::task::{self, JoinHandle, Runnable, TaskKind, TaskMeta, TaskRegistry};
@@ -172,8 +173,9 @@ pub(crate) struct Shared {
     /// The I/O reactor of this runtime (`io::reactor` module doc).
     pub(crate) io: Arc<Reactor>,
     global_queue_interval: u32,
-    /// Size of every coroutine stack (`Builder::coroutine_stack_size`).
-    pub(crate) coroutine_stack_size: usize,
+    /// The runtime's free coroutine stacks, behind the workers' pools
+    /// (`coroutine::stack` module doc).
+    pub(crate) stacks: Arc<SharedStacks>,
     pub(crate) threads: ThreadConfig,
     /// Set by `begin_shutdown`: how long workers may go on finishing suspended polls.
     shutdown_deadline: Mutex<Option<Instant>>,
@@ -219,7 +221,7 @@ impl Shared {
             time,
             io,
             global_queue_interval: config.global_queue_interval,
-            coroutine_stack_size: config.coroutine_stack_size,
+            stacks: SharedStacks::new(config.coroutine_stack_size, config.workers),
             threads: config.threads,
             shutdown_deadline: Mutex::new(None),
             abandoned: AtomicUsize::new(0),
@@ -238,8 +240,16 @@ impl Shared {
                     *shared.running_workers.lock().unwrap() += 1;
                     let worker_shared = shared.clone();
                     let spawned = shared.threads.spawn(move || {
-                        worker::run(worker_shared.clone(), core);
-                        worker_shared.worker_exited();
+                        // Counts the worker out even if its loop panics (a runtime bug), so that
+                        // shutdown does not wait for it forever.
+                        struct Exited(Arc<Shared>);
+                        impl Drop for Exited {
+                            fn drop(&mut self) {
+                                self.0.worker_exited();
+                            }
+                        }
+                        let exited = Exited(worker_shared);
+                        worker::run(exited.0.clone(), core);
                     });
                     match spawned {
                         Ok(thread) => threads.push(thread),

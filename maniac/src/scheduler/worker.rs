@@ -504,7 +504,9 @@ impl WorkerContext {
     /// The worker generator loop on this thread (module doc): returns at shutdown.
     fn run_on_generators(&self) {
         loop {
-            let stack = match self.stacks.borrow_mut().take() {
+            // Bound first: the borrow must end before the fallback below runs the loop.
+            let taken = self.stacks.borrow_mut().take();
+            let stack = match taken {
                 Ok(stack) => stack,
                 Err(error) => {
                     eprintln!(
@@ -655,7 +657,7 @@ pub(super) fn run(shared: Arc<Shared>, core: Box<Core>) {
     let _alt_stack = coroutine::prepare_thread();
     let cx = WorkerContext {
         core: RefCell::new(Some(core)),
-        stacks: RefCell::new(StackPool::new(shared.coroutine_stack_size)),
+        stacks: RefCell::new(StackPool::new(shared.stacks.clone())),
         shared,
     };
     let _current = CurrentGuard::enter(&cx);
@@ -681,10 +683,12 @@ pub(super) fn block_on_core<F: Future>(
     let cx = WorkerContext {
         shared: shared.clone(),
         core: RefCell::new(Some(core)),
-        stacks: RefCell::new(StackPool::new(shared.coroutine_stack_size)),
+        stacks: RefCell::new(StackPool::new(shared.stacks.clone())),
     };
     let _current = CurrentGuard::enter(&cx);
     let _pool = coroutine::enter_pool(&cx.stacks);
+    // Poll-mode tasks run on generators here too: their overflows must be reported.
+    let _alt_stack = coroutine::prepare_thread();
     // Hands the core back even if `future` panics.
     let _return_core = ReturnCore(&cx);
     let main = Arc::new(MainWake {
