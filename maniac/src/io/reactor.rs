@@ -13,7 +13,7 @@
 //!    (`scheduled_io` rule 4); registering afterwards fails.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ pub(crate) struct Reactor {
     registry: Registry,
     waker: mio::Waker,
     resources: Mutex<Slab<Arc<ScheduledIo>>>,
+    /// How many resources are registered: with none, a non-blocking turn has nothing to find.
+    registered: AtomicUsize,
     shutdown: AtomicBool,
 }
 
@@ -63,6 +65,7 @@ impl Reactor {
             registry,
             waker,
             resources: Mutex::new(Slab::new()),
+            registered: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
         })
     }
@@ -92,6 +95,7 @@ impl Reactor {
             self.resources().remove(key);
             return Err(error);
         }
+        self.registered.fetch_add(1, Ordering::Relaxed);
         // A shutdown that ran between the check and the insert missed this resource.
         if self.shutdown.load(Ordering::Acquire) {
             io.set_readiness(SHUTDOWN);
@@ -104,6 +108,9 @@ impl Reactor {
         // An error here means the descriptor is already gone from epoll (closed): nothing to do.
         let _ = self.registry.deregister(source);
         let removed = self.resources().try_remove(key);
+        if removed.is_some() {
+            self.registered.fetch_sub(1, Ordering::Relaxed);
+        }
         drop(removed);
     }
 
@@ -148,6 +155,11 @@ impl Reactor {
         for (io, bits) in ready {
             io.set_readiness(bits);
         }
+    }
+
+    /// Whether any resource is registered (a hint: stale as soon as read).
+    pub(crate) fn has_resources(&self) -> bool {
+        self.registered.load(Ordering::Relaxed) > 0
     }
 
     /// Rule 3.

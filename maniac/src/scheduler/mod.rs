@@ -355,7 +355,10 @@ impl Shared {
     /// Maintenance (module doc): a look at the drivers without waiting, so that timers and I/O
     /// make progress while every worker is busy.
     fn maintain(&self) {
-        if let Some(mut poll) = self.io.try_lock_poll() {
+        // Without registered resources there is no event to collect: spare the system call.
+        if self.io.has_resources()
+            && let Some(mut poll) = self.io.try_lock_poll()
+        {
             self.io.turn(&mut poll, Some(std::time::Duration::ZERO));
         }
         self.time.process();

@@ -117,7 +117,9 @@ impl Core {
         self.local.stealer()
     }
 
-    /// "Which task a worker runs next", up to (not including) stealing.
+    /// "Which task a worker runs next", up to (not including) stealing. Inlined: it runs once
+    /// per poll (callgrind, yield_many: 1.5% fewer instructions in all than out of line).
+    #[inline(always)]
     fn next_work(&mut self, shared: &Shared) -> Option<Work> {
         self.count_poll();
         if self.until_deferred_flush == 0 {
