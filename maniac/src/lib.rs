@@ -2,8 +2,9 @@
 //!
 //! A multi-threaded, work-stealing async runtime with tokio's API names, built so that a task
 //! that computes for too long without an `.await` can be preempted instead of starving the
-//! others. This release is the foundation: the scheduler, tasks, the blocking pool and the
-//! runtime API. Preemption, coroutines, timers and networking arrive in later releases.
+//! others. Today: the scheduler, tasks, the blocking pool, stackful coroutines under the worker
+//! loop (the machinery preemption stands on), timers, and TCP on a mio reactor. Preemption
+//! itself, UDP/Unix sockets and the hyper adapters are the next steps.
 //!
 //! ```
 //! let runtime = maniac::runtime::Runtime::new().unwrap();
@@ -20,14 +21,18 @@
 //!
 //! Moving from tokio is mostly a rename: `maniac::runtime::{Builder, Runtime, Handle}`,
 //! `maniac::spawn`, `maniac::task::{JoinHandle, JoinError, JoinSet, AbortHandle, spawn_blocking,
-//! yield_now}`, `#[maniac::main]` and `#[maniac::test]`. For channels and locks keep using
-//! `tokio::sync` (it does not need tokio's runtime), `async-channel` or `futures::channel`: they
-//! work on maniac as they are, and maniac does not duplicate them.
+//! yield_now}`, `maniac::time::{sleep, timeout, interval, Instant}`,
+//! `maniac::net::{TcpListener, TcpStream, lookup_host}`, `#[maniac::main]` and `#[maniac::test]`.
+//! For channels and locks keep using `tokio::sync` (it does not need tokio's runtime),
+//! `async-channel` or `futures::channel`: they work on maniac as they are, and maniac does not
+//! duplicate them. What tokio has no counterpart of lives in modules of its own:
+//! [`coroutine`] (run modes, `pin_stack`, `spawn_pinned`, `sync_await`).
 //!
 //! ## Modules and how data flows
-//! `runtime` builds the `scheduler`; the scheduler runs `task`s on its workers and hands
-//! `spawn_blocking` closures to the `blocking` pool. Each module's documentation opens with its
-//! protocol.
+//! `runtime` builds the `scheduler`; the scheduler runs `task`s on its workers, whose loop runs
+//! on `coroutine`s, hands `spawn_blocking` closures to the `blocking` pool, and sleeps in the
+//! drivers (`time`, and the reactor of `io`) when idle; `time` and `net` only wake tasks. Each
+//! module's documentation opens with its protocol.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
