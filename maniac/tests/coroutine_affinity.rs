@@ -274,14 +274,17 @@ fn sync_await_resumes_on_its_os_thread_under_stealing_pressure() {
 
 /// Spins (without yielding to the runtime) until `release` is set, at most `TIMEOUT`.
 fn hold_worker(release: &AtomicBool) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while !release.load(SeqCst) {
-        if Instant::now() > deadline {
-            return false;
+    // Inside `no_preempt`: holding the worker is the point, and preemption would free it.
+    maniac::preempt::no_preempt(|| {
+        let deadline = Instant::now() + TIMEOUT;
+        while !release.load(SeqCst) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::hint::spin_loop();
         }
-        std::hint::spin_loop();
-    }
-    true
+        true
+    })
 }
 
 #[test]

@@ -39,14 +39,17 @@ fn worker_is_free(rt: &Runtime) {
 
 /// Spins (without yielding to the runtime) until `release` is set; false after `TIMEOUT`.
 fn hold_worker_until(release: &AtomicBool) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while !release.load(SeqCst) {
-        if Instant::now() > deadline {
-            return false;
+    // Inside `no_preempt`: holding the worker is the point, and preemption would free it.
+    maniac::preempt::no_preempt(|| {
+        let deadline = Instant::now() + TIMEOUT;
+        while !release.load(SeqCst) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::hint::spin_loop();
         }
-        std::hint::spin_loop();
-    }
-    true
+        true
+    })
 }
 
 /// Spins until the runtime of the calling task has begun to shut down (a task spawned then is
@@ -473,6 +476,80 @@ fn shutdown_timeout_abandons_switched_polls_that_never_end() {
     if let Some(child) = child {
         child.assert_passed();
         // One line normally; two if the caller reported while a worker was still abandoning.
+        let reported: usize = child
+            .stderr
+            .lines()
+            .filter_map(|line| line.strip_prefix("maniac: shutdown abandoned "))
+            .map(|rest| rest.split(' ').next().unwrap().parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(reported, 2, "abandoned tasks reported:\n{}", child.stderr);
+    }
+}
+
+/// ARCHITECTURE.md: shutdown resumes preempted polls until they end, up to the shutdown
+/// timeout, then abandons them (no destructors run) and says so. Hogs that never end, in None and
+/// Poll mode, preempted before the shutdown begins.
+#[test]
+fn shutdown_timeout_abandons_preempted_polls_that_never_end() {
+    if !maniac::preempt::is_supported() {
+        eprintln!("preemption is not supported here: nothing to test");
+        return;
+    }
+    let child = in_child(
+        "shutdown_timeout_abandons_preempted_polls_that_never_end",
+        || {
+            bounded(|| {
+                const WORKERS: usize = 2;
+                let (exits, exited) = mpsc::channel();
+                let rt = Builder::new_multi_thread()
+                    .worker_threads(WORKERS)
+                    .on_thread_start(move || signal_thread_exit(exits.clone()))
+                    .build()
+                    .unwrap();
+                let drops = Counter::new();
+                let handles: Vec<_> = [RunMode::None, RunMode::Poll]
+                    .into_iter()
+                    .map(|mode| {
+                        let _enter = rt.enter();
+                        let guard = DropGuard(drops.clone());
+                        let task = async move {
+                            let _guard = guard;
+                            let mut x = 1u64;
+                            loop {
+                                x = std::hint::black_box(x.wrapping_mul(6364136223846793005) + 1);
+                            }
+                        };
+                        match mode {
+                            RunMode::Poll => spawn_pinned(task),
+                            _ => maniac::spawn(task),
+                        }
+                    })
+                    .collect();
+                let start = std::time::Instant::now();
+                while rt.metrics().preemptions() < 4 {
+                    assert!(start.elapsed() < TIMEOUT, "the hogs were never preempted");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let waiters: Vec<_> = handles.into_iter().map(await_on_a_thread).collect();
+                shut_down_in_time(rt, Duration::from_millis(300));
+                for waiter in waiters {
+                    let error = waiter
+                        .recv_timeout(TIMEOUT)
+                        .expect("a waiting join handle was not woken")
+                        .expect_err("a never-ending poll ended");
+                    assert!(error.is_cancelled(), "{error:?}");
+                }
+                assert_eq!(drops.get(), 0, "an abandoned task's destructors ran");
+                for _ in 0..WORKERS {
+                    exited
+                        .recv_timeout(TIMEOUT)
+                        .expect("a worker thread did not exit");
+                }
+            });
+        },
+    );
+    if let Some(child) = child {
+        child.assert_passed();
         let reported: usize = child
             .stderr
             .lines()

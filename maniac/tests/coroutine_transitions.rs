@@ -31,7 +31,8 @@ struct Trace {
 }
 
 /// Runs `task(seed)` for every seed in `0..TASKS` on a runtime with `workers` workers, and returns
-/// the traces in seed order.
+/// the traces in seed order. Preemption is off: the traces record the run modes the tasks' own
+/// switches lead to, and a preemption adds switches of its own (preempt_*.rs test those).
 fn run_tasks<F, Fut>(
     workers: usize,
     spawn: fn(Fut) -> maniac::task::JoinHandle<Trace>,
@@ -41,7 +42,11 @@ where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = Trace> + Send + 'static,
 {
-    let rt = common::multi(workers);
+    let rt = maniac::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .preemption(false)
+        .build()
+        .unwrap();
     rt.block_on(async {
         let handles: Vec<_> = (0..TASKS).map(|seed| spawn(task(seed))).collect();
         let mut traces = Vec::new();
@@ -631,4 +636,74 @@ fn pin_stack_and_spawn_pinned_outside_their_context_panic_with_a_message() {
         message.contains("spawn_pinned") && message.contains("no maniac runtime"),
         "{message}"
     );
+}
+
+/// A future that wakes its task and then suspends its poll half-way (`suspend`), once, before
+/// returning `Pending`: the wake-up it gave itself must still lead to another poll.
+struct WakeThenSuspend<S> {
+    suspend: S,
+    polls: u32,
+}
+
+impl<S: FnMut() + Unpin> std::future::Future for WakeThenSuspend<S> {
+    type Output = u32;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<u32> {
+        self.polls += 1;
+        if self.polls > 1 {
+            return std::task::Poll::Ready(self.polls);
+        }
+        cx.waker().wake_by_ref();
+        (self.suspend)();
+        std::task::Poll::Pending
+    }
+}
+
+/// `own_stack` rule 6: a wake-up a Poll-mode task gave itself before its poll was switched out
+/// (as a preemption right after `yield_now`'s wake-up does) is not lost.
+#[test]
+fn a_self_wake_before_a_switch_in_poll_mode_still_polls_the_task_again() {
+    for workers in WORKER_COUNTS {
+        bounded(move || {
+            let rt = common::multi(workers);
+            let polls = rt.block_on(async {
+                spawn_pinned(WakeThenSuspend {
+                    suspend: || switch_now().expect("switch refused"),
+                    polls: 0,
+                })
+                .await
+                .expect("task failed")
+            });
+            assert_eq!(polls, 2, "{workers} workers");
+        });
+    }
+}
+
+/// The same with the poll waiting half-way in `sync_await`.
+#[test]
+fn a_self_wake_before_sync_await_in_poll_mode_still_polls_the_task_again() {
+    for workers in WORKER_COUNTS {
+        bounded(move || {
+            let rt = common::multi(workers);
+            let polls = rt.block_on(async {
+                spawn_pinned(WakeThenSuspend {
+                    suspend: || {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        std::thread::spawn(move || {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                            tx.send(()).unwrap();
+                        });
+                        sync_await(rx).unwrap();
+                    },
+                    polls: 0,
+                })
+                .await
+                .expect("task failed")
+            });
+            assert_eq!(polls, 2, "{workers} workers");
+        });
+    }
 }

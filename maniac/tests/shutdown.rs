@@ -184,6 +184,9 @@ fn shutdown_timeout_returns_after_the_timeout_while_a_task_is_stuck() {
     });
 }
 
+/// Cooperative scheduling (preemption off): a poll in progress cannot be interrupted, so it runs
+/// to its end after `shutdown_timeout` has returned. (With preemption, the poll is switched out
+/// and abandoned at the deadline: `coroutine_shutdown`'s preempted-hog test.)
 #[test]
 fn a_task_stuck_in_a_poll_during_shutdown_timeout_finishes_and_is_cleaned_up() {
     bounded(|| {
@@ -192,6 +195,7 @@ fn a_task_stuck_in_a_poll_during_shutdown_timeout_finishes_and_is_cleaned_up() {
             let stops = stops.clone();
             Builder::new_multi_thread()
                 .worker_threads(2)
+                .preemption(false)
                 .on_thread_stop(move || stops.inc())
                 .build()
                 .unwrap()

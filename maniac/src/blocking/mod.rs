@@ -22,6 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::preempt;
 use crate::runtime::context;
 use crate::scheduler::Shared;
 use crate::task::Runnable;
@@ -70,6 +71,8 @@ impl BlockingPool {
 
     /// Rule 1.
     pub(crate) fn schedule(&self, shared: &Arc<Shared>, task: Runnable) {
+        // Reached from polls (`spawn_blocking`): not preempted with the pool locked.
+        let _hold = preempt::NoPreemptGuard::new();
         let mut state = self.lock();
         if state.shutdown {
             drop(state);

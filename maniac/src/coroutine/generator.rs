@@ -7,13 +7,14 @@
 //! - `detached` (worker generators): set by the Switch operation, never cleared. From then on
 //!   the generator belongs to the task whose poll it was in the middle of, and the worker-loop
 //!   frames under that poll must return as soon as the poll does.
-//! - `saved_task`: the thread's "current task" while the generator is suspended (see below).
+//! - `saved`: the thread's poll state (current task, no-preempt depth) while the generator is
+//!   suspended (see below).
 //!
 //! ## The resume wrapper
-//! [`Generator::resume`] points `CURRENT` at the header and swaps the thread's current-task slot
-//! with `saved_task` for the time the generator runs, and swaps both back when it suspends or
-//! returns, even by a panic. So a poll that is suspended half-way keeps its task as "current"
-//! when it is resumed, and the code that resumed it sees its own.
+//! [`Generator::resume`] points `CURRENT` at the header and swaps the thread's poll state with
+//! `saved` for the time the generator runs, and swaps both back when it suspends or returns, even
+//! by a panic. So a poll that is suspended half-way keeps its task as "current" and its no-preempt
+//! depth when it is resumed, and the code that resumed it sees its own.
 //!
 //! ## Suspending
 //! Only code running on a generator suspends it, always through its yielder, to whoever resumed
@@ -27,7 +28,7 @@ use std::task::Waker;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::stack::Stack;
-use crate::runtime::context::{self, TaskRef};
+use crate::runtime::context::{self, PollState, TaskRef};
 
 /// What a generator is resumed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +78,11 @@ pub(crate) struct Header {
     kind: Kind,
     yielder: Cell<*const Yielder<Resume, Suspend>>,
     detached: Cell<bool>,
-    saved_task: Cell<Option<TaskRef>>,
+    saved: Cell<PollState>,
     /// Task generators: the waker of the poll in progress (for `sync_await`).
     waker: Cell<*const Waker>,
+    /// How many times the Switch operation suspended this generator (for `sync_await`).
+    switches: Cell<u64>,
     /// Whether a poll suspended on this generator can be resumed later: only on a multi-thread
     /// runtime, whose workers never leave their thread (a current-thread runtime's `block_on`
     /// may next be called from another thread).
@@ -132,8 +135,9 @@ impl Generator {
             kind,
             yielder: Cell::new(ptr::null()),
             detached: Cell::new(false),
-            saved_task: Cell::new(None),
+            saved: Cell::new(PollState::default()),
             waker: Cell::new(ptr::null()),
+            switches: Cell::new(0),
             thread_bound_ok,
             stack: stack.usable(),
             guard: stack.guard(),
@@ -152,34 +156,37 @@ impl Generator {
     }
 
     /// Runs the generator until it suspends or returns (module doc: "the resume wrapper").
+    /// Never inlined: corosensei's switch is inlined into it, and the preemption denylist
+    /// (`preempt::safepoint`, rule 3) recognises that code by this function's symbol.
+    #[inline(never)]
     pub(crate) fn resume(&mut self, input: Resume) -> CoroutineResult<Suspend, Exit> {
         struct Restore<'a> {
             header: &'a Header,
             outer: *const Header,
-            outer_task: Option<TaskRef>,
+            outer_state: PollState,
         }
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
                 CURRENT.set(self.outer);
                 self.header
-                    .saved_task
-                    .set(context::replace_task(self.outer_task));
+                    .saved
+                    .set(context::replace_poll_state(self.outer_state));
             }
         }
         let header: &Header = &self.header;
         let outer = CURRENT.replace(header);
-        let outer_task = context::replace_task(header.saved_task.take());
+        let outer_state = context::replace_poll_state(header.saved.take());
         let _restore = Restore {
             header,
             outer,
-            outer_task,
+            outer_state,
         };
         self.coroutine.resume(input)
     }
 
     /// The task whose poll this generator was suspended in (a switched worker generator's).
     pub(crate) fn suspended_task(&self) -> Option<TaskRef> {
-        self.header.saved_task.get()
+        self.header.saved.get().task()
     }
 
     /// The stack of a generator that has returned (or never started), for reuse.
@@ -249,6 +256,7 @@ pub(crate) fn switch_current() -> Result<(), SwitchError> {
     if header.kind == Kind::Worker {
         header.detached.set(true);
     }
+    header.switches.set(header.switches.get() + 1);
     suspend(header, Suspend::Switched);
     Ok(())
 }
@@ -278,6 +286,11 @@ pub(crate) fn set_current_waker(waker: &Waker) {
     }
 }
 
+/// How many times the generator this thread runs has been switched out so far (0 off one).
+pub(crate) fn switches() -> u64 {
+    current().map_or(0, |header| header.switches.get())
+}
+
 /// The waker of the poll in progress on this thread's task generator.
 pub(crate) fn current_waker() -> Option<&'static Waker> {
     let header = current()?;
@@ -292,6 +305,8 @@ pub(crate) fn poll_done() -> Resume {
     suspend(header, Suspend::PollDone)
 }
 
+/// Never inlined, for the reason given at [`Generator::resume`].
+#[inline(never)]
 fn suspend(header: &Header, why: Suspend) -> Resume {
     let yielder = header.yielder.get();
     debug_assert!(!yielder.is_null());
@@ -310,6 +325,15 @@ impl Header {
 /// Which kind of generator this thread runs, and whether it is detached.
 pub(crate) fn current_kind() -> Option<(Kind, bool)> {
     current().map(|header| (header.kind, header.detached.get()))
+}
+
+/// The usable stack (lowest address first) of the generator this thread runs, if a poll on it
+/// may be switched out (a multi-thread worker's or task's generator). Async-signal-safe (one
+/// const thread-local read).
+pub(crate) fn current_switchable_stack() -> Option<(usize, usize)> {
+    current()
+        .filter(|header| header.thread_bound_ok)
+        .map(|header| header.stack)
 }
 
 /// If `address` lies in the guard page of the generator this thread runs, that generator's

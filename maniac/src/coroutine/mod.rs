@@ -70,7 +70,9 @@ use std::ptr;
 use std::task::{Context, Poll};
 
 pub use generator::SwitchError;
-pub(crate) use generator::{Exit, Generator, Header, Kind, Resume, Suspend};
+pub(crate) use generator::{
+    Exit, Generator, Header, Kind, Resume, Suspend, current_switchable_stack,
+};
 pub(crate) use overflow::AltStack;
 use stack::{Stack, StackPool};
 pub use stack::{StackStats, stack_stats};
@@ -153,8 +155,15 @@ pub fn sync_await<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     loop {
         let waker = generator::current_waker().expect("maniac: sync_await lost its waker");
+        let switches = generator::switches();
         if let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(waker)) {
             return output;
+        }
+        // Switched out (preempted) during that poll: a wake-up the future arranged before the
+        // switch may have been spent on resuming it (`own_stack` rule 6). Poll again rather
+        // than wait for a wake-up that may have come already.
+        if generator::switches() != switches {
+            continue;
         }
         let waited = generator::wait_on_own_stack();
         debug_assert!(waited);
@@ -193,6 +202,8 @@ impl Drop for PoolGuard {
 }
 
 fn with_pool<R>(f: impl FnOnce(&mut StackPool) -> R) -> Option<R> {
+    // Reached from polls (entering Poll mode): not preempted with the pool borrowed.
+    let _hold = crate::preempt::NoPreemptGuard::new();
     // SAFETY: `POOL` is non-null only while a `PoolGuard` lives, which borrows the pool.
     let pool = unsafe { POOL.get().as_ref()? };
     // Never borrowed across a resume, so never already borrowed here.

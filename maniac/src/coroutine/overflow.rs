@@ -11,44 +11,18 @@
 //! 2. The handler is async-signal-safe: it reads one const-initialised thread-local (the current
 //!    generator's header, `generator::guard_page_hit`), formats into a stack buffer, calls
 //!    `write(2)` and `abort(3)`.
-//! 3. The previous action is saved before ours is installed, and never changes afterwards, so the
-//!    handler may read it without synchronisation.
-
-use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
-use std::sync::Once;
+//! 3. Any other fault goes to the action installed before ours (`crate::signals`).
 
 use super::generator;
-
-/// The actions installed before ours, for SIGSEGV and SIGBUS (rule 3).
-struct PreviousActions(UnsafeCell<[MaybeUninit<libc::sigaction>; 2]>);
-
-// SAFETY: written once inside `INSTALL.call_once`, before our handler can run, and only read
-// afterwards (rule 3).
-unsafe impl Sync for PreviousActions {}
-
-static PREVIOUS: PreviousActions = PreviousActions(UnsafeCell::new([MaybeUninit::uninit(); 2]));
-static INSTALL: Once = Once::new();
-
-const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
+use crate::signals;
 
 /// Installs the handler (rule 1); idempotent.
 pub(crate) fn install_handler() {
-    INSTALL.call_once(|| {
-        for (index, signal) in SIGNALS.into_iter().enumerate() {
-            // SAFETY: a zeroed sigaction is a valid value to fill in; `sigaction` writes the
-            // previous action into our static before the new one takes effect (rule 3), and
-            // nothing reads the static until then.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = handle_fault as *const () as usize;
-                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-                libc::sigemptyset(&mut action.sa_mask);
-                let previous = (*PREVIOUS.0.get())[index].as_mut_ptr();
-                libc::sigaction(signal, &action, previous);
-            }
+    for signal in [libc::SIGSEGV, libc::SIGBUS] {
+        if let Err(error) = signals::install(signal, handle_fault, libc::SA_ONSTACK) {
+            eprintln!("maniac: cannot install the stack overflow handler: {error}");
         }
-    });
+    }
 }
 
 extern "C" fn handle_fault(
@@ -61,30 +35,8 @@ extern "C" fn handle_fault(
     if let Some(stack_size) = generator::guard_page_hit(address) {
         report_overflow_and_abort(stack_size);
     }
-    // Not ours: hand it to whoever was there before.
-    let index = usize::from(signal == libc::SIGBUS);
-    // SAFETY: initialised by `install_handler` before this handler was installed (rule 3).
-    let previous = unsafe { (*PREVIOUS.0.get())[index].assume_init_ref() };
-    match previous.sa_sigaction {
-        libc::SIG_DFL | libc::SIG_IGN => {
-            // Restore the default action and return: the faulting instruction runs again and
-            // the kernel delivers the fault with its default effect (a core dump).
-            // SAFETY: resetting a signal's action to its default is always valid.
-            unsafe { libc::signal(signal, libc::SIG_DFL) };
-        }
-        handler if previous.sa_flags & libc::SA_SIGINFO != 0 => {
-            // SAFETY: the previous action was installed as an SA_SIGINFO handler, so this is
-            // its documented signature, called as the kernel would have.
-            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                unsafe { std::mem::transmute(handler) };
-            handler(signal, info, context);
-        }
-        handler => {
-            // SAFETY: as above, for a plain `sa_handler`.
-            let handler: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-            handler(signal);
-        }
-    }
+    // SAFETY: this is our handler for `signal`, called by the kernel with these arguments.
+    unsafe { signals::forward(signal, info, context) };
 }
 
 /// Writes the overflow message to stderr and aborts (rule 2: no allocation, no locks).

@@ -18,6 +18,14 @@
 //! 5. When the task no longer needs the generator (its future finished, or was dropped between
 //!    polls), the generator is told to `Exit` and its stack goes back to the pool. A generator in
 //!    the middle of a poll cannot be finished: it is abandoned (leaked, see `Generator::abandon`).
+//! 6. A poll that was suspended half-way and ends `Pending` must be followed by a wake-up of the
+//!    task (by the wrapper, told so by [`Polled::Done`]'s `after_suspension`). A wake-up that
+//!    came before the suspension (a task that wakes itself, as `yield_now` does, and is then
+//!    preempted) was spent on scheduling the resumption, so the task would otherwise never be
+//!    polled again. The extra poll this may cost is a spurious one, which every future tolerates.
+//!    `sync_await` keeps the same rule inside a poll: when the generator was switched out while
+//!    it polled its future, it polls the future again instead of waiting for a wake-up that
+//!    may already have been spent.
 
 use std::cell::{Cell, UnsafeCell};
 use std::io;
@@ -46,8 +54,12 @@ struct Slots<T> {
 /// How an [`OwnStack::poll`] ended.
 #[derive(Debug)]
 pub(crate) enum Polled<T> {
-    /// The poll finished with this result.
-    Done(Poll<T>),
+    /// The poll finished with this result; `after_suspension`: it had been suspended half-way
+    /// (rule 6).
+    Done {
+        output: Poll<T>,
+        after_suspension: bool,
+    },
     /// The poll was switched out half-way: the task must be scheduled again, on this worker.
     Switched,
     /// The poll waits in `sync_await`: the task is woken (onto this worker) by its future.
@@ -111,6 +123,7 @@ impl<T> OwnStack<T> {
         // the generator (their only other user) has returned; all their fields are cells, and
         // the waker is written only between polls.
         let slots = unsafe { slots_ptr.as_ref() };
+        let after_suspension = self.poll_in_progress;
         let input = if self.poll_in_progress {
             Resume::Continue // rule 4
         } else {
@@ -137,7 +150,10 @@ impl<T> OwnStack<T> {
                     .output
                     .take()
                     .expect("maniac: a generator poll ended without a result");
-                Polled::Done(output)
+                Polled::Done {
+                    output,
+                    after_suspension,
+                }
             }
             CoroutineResult::Yield(Suspend::Switched) => {
                 self.poll_in_progress = true;

@@ -24,6 +24,7 @@ use slab::Slab;
 use super::scheduled_io::{
     READ_CLOSED, READABLE, SHUTDOWN, ScheduledIo, WRITABLE, WRITE_CLOSED, shutdown_error,
 };
+use crate::preempt;
 
 /// The token of the reactor's own waker (rule 3); resource keys never reach it.
 const WAKE_TOKEN: Token = Token(usize::MAX);
@@ -70,9 +71,9 @@ impl Reactor {
         })
     }
 
-    fn resources(&self) -> MutexGuard<'_, Slab<Arc<ScheduledIo>>> {
+    fn resources(&self) -> preempt::Held<'_, Slab<Arc<ScheduledIo>>> {
         // No user code runs under this lock.
-        self.resources.lock().unwrap_or_else(|e| e.into_inner())
+        preempt::lock(&self.resources)
     }
 
     /// Rule 2: the right to wait for events, if nobody else has it.

@@ -21,6 +21,7 @@
 //!    woken. A waker that is no longer wanted stays until the next event, which wakes it once,
 //!    spuriously, and drops it.
 
+use crate::preempt;
 use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,9 +79,9 @@ pub(crate) struct ScheduledIo {
 }
 
 impl ScheduledIo {
-    fn waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
+    fn waiters(&self) -> preempt::Held<'_, Waiters> {
         // No user code runs under this lock (wakers are called after it is released).
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+        preempt::lock(&self.waiters)
     }
 
     /// Rule 1 (and rule 4 with `SHUTDOWN`).

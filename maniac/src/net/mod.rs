@@ -8,9 +8,18 @@
 //! budget (`task::coop`). Errors (refused connections, addresses in use, bad addresses, reset
 //! peers) are `io::Error`s, never panics; after the runtime has shut down every operation fails
 //! with an error saying so.
+//!
+//! Streams share their address-family-independent code through `tcp::byte_stream!`, datagram
+//! sockets through `udp::datagram_socket!` (see those modules).
 
 mod addr;
+mod socket;
 pub mod tcp;
+mod udp;
+pub mod unix;
 
 pub use addr::{ToSocketAddrs, lookup_host};
+pub use socket::TcpSocket;
 pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixListener, UnixStream};

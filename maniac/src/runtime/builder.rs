@@ -35,6 +35,9 @@ pub struct Builder {
     global_queue_interval: u32,
     /// `None`: follow `thread_stack_size`, else the default.
     coroutine_stack_size: Option<usize>,
+    preemption: bool,
+    preemption_quantum: Duration,
+    preemption_signal: i32,
     threads: ThreadConfig,
     enable_io: bool,
     enable_time: bool,
@@ -114,6 +117,9 @@ impl Builder {
             thread_keep_alive: Duration::from_secs(10),
             global_queue_interval: scheduler::DEFAULT_GLOBAL_QUEUE_INTERVAL,
             coroutine_stack_size: None,
+            preemption: true,
+            preemption_quantum: crate::preempt::DEFAULT_QUANTUM,
+            preemption_signal: crate::preempt::DEFAULT_SIGNAL,
             threads: ThreadConfig {
                 name: Arc::new(|| "maniac-runtime-worker".to_owned()),
                 stack_size: None,
@@ -204,6 +210,32 @@ impl Builder {
         self
     }
 
+    /// Whether a task that computes for longer than the quantum without an `.await` is preempted
+    /// (`maniac::preempt`). Default: on, where supported (Linux on x86_64); multi-thread runtimes
+    /// only (a current-thread runtime is always cooperative, as its next `block_on` may run on
+    /// another thread).
+    pub fn preemption(&mut self, enabled: bool) -> &mut Builder {
+        self.preemption = enabled;
+        self
+    }
+
+    /// How long a poll may run before it is preempted (default 1 ms; 100 µs to 100 ms, else
+    /// `build` fails). A poll is preempted after running between one quantum and one quantum and
+    /// a quarter.
+    pub fn preemption_quantum(&mut self, quantum: Duration) -> &mut Builder {
+        self.preemption_quantum = quantum;
+        self
+    }
+
+    /// The signal that carries preemption requests (default `SIGURG`: ignored by default, unused
+    /// by libc, harmless when spurious). Other handlers of it keep receiving the signals that are
+    /// not requests. `SIGKILL`, `SIGSTOP`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL` and numbers out of
+    /// range make `build` fail.
+    pub fn preemption_signal(&mut self, signal: i32) -> &mut Builder {
+        self.preemption_signal = signal;
+        self
+    }
+
     /// Enables the I/O and time drivers. Accepted now for tokio compatibility; sockets and
     /// timers arrive with the networking work, and will need it.
     pub fn enable_all(&mut self) -> &mut Builder {
@@ -266,6 +298,29 @@ impl Builder {
                     size.clamp(MIN_STACK_SIZE, MAX_STACK_SIZE)
                 }),
         };
+        let quantum = self.preemption_quantum;
+        if !(crate::preempt::MIN_QUANTUM..=crate::preempt::MAX_QUANTUM).contains(&quantum) {
+            return invalid(format!(
+                "preemption_quantum must be between {:?} and {:?} (got {quantum:?})",
+                crate::preempt::MIN_QUANTUM,
+                crate::preempt::MAX_QUANTUM
+            ));
+        }
+        let signal = self.preemption_signal;
+        let reserved = [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+        ];
+        if !(1..=64).contains(&signal) || reserved.contains(&signal) {
+            return invalid(format!(
+                "preemption_signal must be a signal number from 1 to 64 other than SIGKILL, \
+                 SIGSTOP, SIGSEGV, SIGBUS, SIGFPE and SIGILL (got {signal})"
+            ));
+        }
         if self.global_queue_interval == 0 {
             return invalid("global_queue_interval must be at least 1 (got 0)".into());
         }
@@ -276,6 +331,8 @@ impl Builder {
             thread_keep_alive: self.thread_keep_alive,
             global_queue_interval: self.global_queue_interval,
             coroutine_stack_size,
+            preemption: (self.preemption && self.flavor == Flavor::MultiThread)
+                .then_some(crate::preempt::PreemptionConfig { quantum, signal }),
             threads: self.threads.clone(),
         })
     }
@@ -290,6 +347,9 @@ impl fmt::Debug for Builder {
             .field("thread_keep_alive", &self.thread_keep_alive)
             .field("global_queue_interval", &self.global_queue_interval)
             .field("coroutine_stack_size", &self.coroutine_stack_size)
+            .field("preemption", &self.preemption)
+            .field("preemption_quantum", &self.preemption_quantum)
+            .field("preemption_signal", &self.preemption_signal)
             .field("enable_io", &self.enable_io)
             .field("enable_time", &self.enable_time)
             .finish_non_exhaustive()

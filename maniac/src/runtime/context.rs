@@ -8,8 +8,9 @@
 //!   such a thread on another future would stall every task it is responsible for, so `block_on`
 //!   refuses (with a panic that says what to do instead).
 //! - `current_task`: the task being polled, for `task::id()`, `coroutine::pin_stack` and the Switch
-//!   operation. A generator suspended in the middle of a poll takes it along and puts it back
-//!   when resumed (`coroutine::generator`, "the resume wrapper").
+//!   operation, and the poll's no-preempt depth (`preempt::no_preempt`). A generator suspended in
+//!   the middle of a poll takes both along and puts them back when resumed
+//!   (`coroutine::generator`, "the resume wrapper").
 //!
 //! Every setter returns a guard that restores the previous value, so contexts nest.
 
@@ -36,13 +37,20 @@ thread_local! {
         }
     };
 
-    /// Apart from `CONTEXT`: it is read and written several times per poll, and a const
-    /// thread-local without a destructor is a plain load or store, with no lazy-state check.
+    /// Apart from `CONTEXT`: it is read and written several times per poll (and by the
+    /// preemption handler), and a const thread-local without a destructor is a plain load or
+    /// store, with no lazy-state check.
     static CURRENT_TASK: Cell<Option<TaskRef>> = const { Cell::new(None) };
+
+    /// The no-preempt depth of the code running on this thread (as `CURRENT_TASK`).
+    static NO_PREEMPT_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Runs `f` with the current runtime's handle, without cloning it.
 pub(crate) fn with_current<R>(f: impl FnOnce(&Handle) -> R) -> Result<R, TryCurrentError> {
+    // Reached from polls (spawns, timers, sockets): a preemption must not leave the handle's
+    // `RefCell` borrowed while other tasks run on this thread (`preempt` module doc).
+    let _hold = crate::preempt::NoPreemptGuard::new();
     match CONTEXT.try_with(|cx| cx.handle.borrow().as_ref().map(f)) {
         Ok(Some(value)) => Ok(value),
         Ok(None) => Err(TryCurrentError::NoContext),
@@ -122,9 +130,46 @@ pub(crate) fn replace_task(task: Option<TaskRef>) -> Option<TaskRef> {
     CURRENT_TASK.replace(task)
 }
 
-/// The task being polled on this thread, if any.
+/// The task being polled on this thread, if any. Async-signal-safe.
 pub(crate) fn current_task() -> Option<TaskRef> {
     CURRENT_TASK.get()
+}
+
+/// What a poll suspended half-way takes along (module doc).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PollState {
+    task: Option<TaskRef>,
+    no_preempt_depth: u32,
+}
+
+/// Sets this thread's poll state, returning the previous one.
+pub(crate) fn replace_poll_state(state: PollState) -> PollState {
+    PollState {
+        task: CURRENT_TASK.replace(state.task),
+        no_preempt_depth: NO_PREEMPT_DEPTH.replace(state.no_preempt_depth),
+    }
+}
+
+impl PollState {
+    /// The task this state belongs to, if any.
+    pub(crate) fn task(&self) -> Option<TaskRef> {
+        self.task
+    }
+}
+
+/// The no-preempt depth now. Async-signal-safe.
+pub(crate) fn no_preempt_depth() -> u32 {
+    NO_PREEMPT_DEPTH.get()
+}
+
+/// Raises (`+1`) or lowers (`-1`) the no-preempt depth.
+pub(crate) fn add_no_preempt_depth(delta: i32) {
+    let depth = NO_PREEMPT_DEPTH.get();
+    NO_PREEMPT_DEPTH.set(
+        depth
+            .checked_add_signed(delta)
+            .expect("maniac: no-preempt depth underflow"),
+    );
 }
 
 /// Runs `f` with the task being polled on this thread, if any.

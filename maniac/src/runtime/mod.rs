@@ -165,6 +165,8 @@ pub struct RuntimeMetrics {
     pub(crate) num_workers: usize,
     pub(crate) num_alive_tasks: usize,
     pub(crate) global_queue_depth: usize,
+    /// Per worker, when preemption is on.
+    pub(crate) preemption: Option<Vec<crate::preempt::WorkerPreemptionStats>>,
 }
 
 impl RuntimeMetrics {
@@ -181,5 +183,37 @@ impl RuntimeMetrics {
     /// Number of tasks in the global queue.
     pub fn global_queue_depth(&self) -> usize {
         self.global_queue_depth
+    }
+
+    /// Whether preemption is on for this runtime.
+    pub fn preemption_enabled(&self) -> bool {
+        self.preemption.is_some()
+    }
+
+    /// Preemption figures of worker `worker` (preemptions taken, deferred by reason, longest
+    /// poll), or `None` if preemption is off or there is no such worker.
+    pub fn worker_preemption(
+        &self,
+        worker: usize,
+    ) -> Option<crate::preempt::WorkerPreemptionStats> {
+        self.preemption.as_ref()?.get(worker).cloned()
+    }
+
+    /// Polls preempted so far, all workers together (0 when preemption is off).
+    pub fn preemptions(&self) -> u64 {
+        self.preemption
+            .iter()
+            .flatten()
+            .map(crate::preempt::WorkerPreemptionStats::preemptions)
+            .sum()
+    }
+
+    /// Preemption requests deferred so far (no async-safe point), all workers together.
+    pub fn preemptions_deferred(&self) -> u64 {
+        self.preemption
+            .iter()
+            .flatten()
+            .map(crate::preempt::WorkerPreemptionStats::deferred_total)
+            .sum()
     }
 }

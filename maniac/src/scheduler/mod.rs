@@ -85,6 +85,7 @@ use crate::blocking::BlockingPool;
 use crate::coroutine::Generator;
 use crate::coroutine::stack::SharedStacks;
 use crate::io::reactor::{PollState, Reactor};
+use crate::preempt::{Preemption, PreemptionConfig};
 use crate::runtime::{Handle, RuntimeMetrics, ThreadConfig};
 use crate::task::{self, JoinHandle, Runnable, TaskKind, TaskMeta, TaskRegistry};
 use crate::time::TimeDriver;
@@ -119,6 +120,7 @@ pub(crate) struct Config {
     pub(crate) thread_keep_alive: std::time::Duration,
     pub(crate) global_queue_interval: u32,
     pub(crate) coroutine_stack_size: usize,
+    pub(crate) preemption: Option<PreemptionConfig>,
     pub(crate) threads: ThreadConfig,
 }
 
@@ -172,6 +174,8 @@ pub(crate) struct Shared {
     pub(crate) time: Arc<TimeDriver>,
     /// The I/O reactor of this runtime (`io::reactor` module doc).
     pub(crate) io: Arc<Reactor>,
+    /// The preemption machinery, when on (`preempt` module doc).
+    pub(crate) preemption: Option<Preemption>,
     global_queue_interval: u32,
     /// The runtime's free coroutine stacks, behind the workers' pools
     /// (`coroutine::stack` module doc).
@@ -199,6 +203,10 @@ impl Shared {
             let io = io.clone();
             Box::new(move || io.unpark())
         }));
+        let preemption = match config.preemption {
+            Some(preemption) => Preemption::start(config.workers, preemption)?,
+            None => None,
+        };
         let remotes = cores
             .iter()
             .map(|core| Remote {
@@ -220,6 +228,7 @@ impl Shared {
             blocking: BlockingPool::new(config.max_blocking_threads, config.thread_keep_alive),
             time,
             io,
+            preemption,
             global_queue_interval: config.global_queue_interval,
             stacks: SharedStacks::new(config.coroutine_stack_size, config.workers),
             threads: config.threads,
@@ -472,6 +481,10 @@ impl Shared {
     /// What shutdown leaves to the last thread of the runtime out: dropping the remaining tasks
     /// and the blocking closures that have not started (without waiting for running ones).
     fn drop_leftovers(&self) {
+        // No worker runs any more: nobody to preempt, and no thread to signal.
+        if let Some(preemption) = &self.preemption {
+            preemption.stop();
+        }
         self.drop_remaining_tasks();
         self.blocking.shutdown(Some(Instant::now()));
         self.shut_down_drivers();
@@ -580,6 +593,7 @@ impl Shared {
             num_workers: self.remotes.len(),
             num_alive_tasks: self.tasks.async_len(),
             global_queue_depth: self.injector.len(),
+            preemption: self.preemption.as_ref().map(Preemption::stats),
         }
     }
 

@@ -44,6 +44,7 @@ use super::{
 };
 use crate::coroutine::stack::StackPool;
 use crate::coroutine::{self, Exit, Generator, Header, Kind, Resume, Suspend};
+use crate::preempt::{NoPreemptGuard, WorkerSlot};
 use crate::runtime::context::{self, TaskRef};
 use crate::task::{Runnable, TaskKind};
 
@@ -341,6 +342,9 @@ struct WorkerContext {
     core: RefCell<Option<Box<Core>>>,
     /// Free stacks for this worker's generators (never borrowed across a resume).
     stacks: RefCell<StackPool>,
+    /// This worker's preemption slot, or null when preemption is off. Points into
+    /// `shared.preemption`, which lives as long as `shared`.
+    slot: *const WorkerSlot,
 }
 
 thread_local! {
@@ -382,6 +386,11 @@ pub(super) fn current_shared() -> Option<*const Shared> {
 }
 
 impl WorkerContext {
+    fn slot(&self) -> Option<&WorkerSlot> {
+        // SAFETY: null, or a slot of `self.shared.preemption`, which `self.shared` keeps alive.
+        unsafe { self.slot.as_ref() }
+    }
+
     fn core(&self) -> RefMut<'_, Box<Core>> {
         RefMut::map(self.core.borrow_mut(), |core| {
             core.as_mut()
@@ -403,8 +412,10 @@ impl WorkerContext {
     /// poll, as soon as that poll ends.
     fn worker_loop(&self, generator: Option<&Header>) -> Exit {
         while !self.shared.is_shutdown() {
-            // No borrow of the core across the drivers' wake-ups, which schedule onto it.
-            let maintenance_due = self.core().maintenance_due();
+            // No borrow of the core across the drivers' wake-ups, which schedule onto it. After a
+            // preemption at once: when every poll is long, timers must not wait 61 of them.
+            let maintenance_due = self.core().maintenance_due()
+                || self.slot().is_some_and(WorkerSlot::take_preempted);
             if maintenance_due {
                 self.shared.maintain();
             }
@@ -430,7 +441,7 @@ impl WorkerContext {
         let mut lifo_polls = 0;
         loop {
             // No borrow of the core is held here: the poll may schedule onto it.
-            task.run();
+            self.poll(task);
             if generator.is_some_and(Header::is_detached) {
                 return true;
             }
@@ -449,9 +460,30 @@ impl WorkerContext {
         }
     }
 
+    /// Runs one poll of `task`, marked in the preemption slot so that the monitor sees it
+    /// (`preempt::slot` module doc).
+    fn poll(&self, task: Runnable) {
+        let slot = self.slot();
+        if let Some(slot) = slot {
+            slot.begin_poll();
+        }
+        task.run();
+        if let Some(slot) = slot {
+            slot.end_poll();
+        }
+    }
+
     /// Finishes (as far as it goes now) the poll a worker generator was switched out of.
     fn resume_switched(&self, mut switched: Box<Switched>) {
-        match switched.generator.resume(Resume::Continue) {
+        let slot = self.slot();
+        if let Some(slot) = slot {
+            slot.begin_poll();
+        }
+        let resumed = switched.generator.resume(Resume::Continue);
+        if let Some(slot) = slot {
+            slot.end_poll();
+        }
+        match resumed {
             // The interrupted poll ended and the loop frames under it returned.
             CoroutineResult::Return(Exit::Detached) => {
                 let stack = switched.generator.into_stack();
@@ -480,6 +512,19 @@ impl WorkerContext {
             core.index
         };
         let remote = &shared.remotes[index];
+        if let Some(slot) = self.slot() {
+            slot.set_parked(true);
+        }
+        // The monitor may sleep while every worker is parked; it must hear that this one is not.
+        struct Unparked<'a>(&'a WorkerContext, usize);
+        impl Drop for Unparked<'_> {
+            fn drop(&mut self) {
+                if let Some(preemption) = &self.0.shared.preemption {
+                    preemption.worker_unparked(self.1);
+                }
+            }
+        }
+        let _unparked = Unparked(self, index);
         loop {
             if remote.has_pinned_inbox_work() {
                 self.core().is_searching = shared.idle.leave_parked(index);
@@ -530,6 +575,10 @@ impl WorkerContext {
             });
             match generator.resume(Resume::Start) {
                 CoroutineResult::Yield(Suspend::Switched) => {
+                    // The interrupted poll no longer runs (`preempt::slot` module doc).
+                    if let Some(slot) = self.slot() {
+                        slot.end_poll();
+                    }
                     let task = generator
                         .suspended_task()
                         .expect("maniac: a poll was switched out without a current task");
@@ -564,9 +613,7 @@ impl WorkerContext {
                 Work::Switched(switched) => self.resume_switched(switched),
                 // Dropping it abandons its suspended poll.
                 Work::Task(task) if overdue => drop(task),
-                Work::Task(task) => {
-                    task.run();
-                }
+                Work::Task(task) => self.poll(task),
             }
         }
     }
@@ -595,6 +642,9 @@ impl WorkerContext {
 /// Rules 1–3 of "where a scheduled task goes", for a task that is not a blocking one, and the
 /// pinned queue for a task whose poll is suspended half-way on a worker.
 pub(super) fn schedule(task: Runnable, yielded: bool) {
+    // Reached from polls (wake-ups, spawns): the core's `RefCell`, the queues and the parkers
+    // must not be left half-done by a preemption (`preempt` module doc).
+    let _hold = NoPreemptGuard::new();
     let scheduler = Arc::as_ptr(&task.metadata().scheduler);
     let affinity = task.metadata().affinity();
     let task = with_current(|cx| {
@@ -633,6 +683,7 @@ pub(super) fn schedule(task: Runnable, yielded: bool) {
 
 /// The index of the worker of `shared` running on this thread, if any.
 pub(crate) fn current_worker_index(shared: &Shared) -> Option<usize> {
+    let _hold = NoPreemptGuard::new();
     with_current(|cx| {
         let cx = cx.filter(|cx| ptr::eq(Arc::as_ptr(&cx.shared), shared))?;
         cx.core.try_borrow().ok()?.as_ref().map(|core| core.index)
@@ -657,9 +708,18 @@ pub(super) fn run(shared: Arc<Shared>, core: Box<Core>) {
     // Inside the runtime context, as tokio runs them.
     shared.threads.on_start();
     let _alt_stack = coroutine::prepare_thread();
+    let index = core.index;
+    let _attached = shared.preemption.as_ref().map(|p| p.attach_worker(index));
+    let slot = shared
+        .preemption
+        .as_ref()
+        .map_or(ptr::null(), |preemption| {
+            ptr::from_ref(preemption.slot(index))
+        });
     let cx = WorkerContext {
         core: RefCell::new(Some(core)),
         stacks: RefCell::new(StackPool::new(shared.stacks.clone())),
+        slot,
         shared,
     };
     let _current = CurrentGuard::enter(&cx);
@@ -686,6 +746,8 @@ pub(super) fn block_on_core<F: Future>(
         shared: shared.clone(),
         core: RefCell::new(Some(core)),
         stacks: RefCell::new(StackPool::new(shared.stacks.clone())),
+        // Current-thread runtimes are cooperative (`preempt` module doc).
+        slot: ptr::null(),
     };
     let _current = CurrentGuard::enter(&cx);
     let _pool = coroutine::enter_pool(&cx.stacks);

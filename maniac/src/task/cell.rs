@@ -298,10 +298,15 @@ where
         let target = ptr::from_mut(self).cast::<()>();
         let own = self.own_stack.as_mut().expect("called in Poll mode");
         match own.poll(target, cx) {
-            Polled::Done(output) => {
+            Polled::Done {
+                output,
+                after_suspension,
+            } => {
                 self.meta.set_affinity(None);
                 if output.is_ready() {
                     self.own_stack = None; // the generator goes back to the pool
+                } else if after_suspension {
+                    cx.waker().wake_by_ref(); // `own_stack` rule 6
                 }
                 output
             }

@@ -17,6 +17,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use slab::Slab;
 
 use super::{AbortHandle, Id, JoinError, JoinHandle};
+use crate::preempt;
 use crate::runtime::Handle;
 
 /// A set of tasks spawned on a runtime, awaited in the order they finish, like
@@ -43,9 +44,9 @@ struct ReadyState {
 }
 
 impl ReadyList {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ReadyState> {
+    fn lock(&self) -> preempt::Held<'_, ReadyState> {
         // Nothing panics while this lock is held; if a waker clone did, the list is still valid.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        preempt::lock(&self.state)
     }
 
     fn push(&self, index: usize) {

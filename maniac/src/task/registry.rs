@@ -33,6 +33,7 @@ use slab::Slab;
 
 use super::Id;
 use super::cell::{NO_SLOT, TaskKind};
+use crate::preempt;
 
 /// Number of shards, a power of two.
 const SHARDS: u32 = 64;
@@ -59,12 +60,10 @@ impl TaskRegistry {
         }
     }
 
-    fn shard(&self, index: u32) -> std::sync::MutexGuard<'_, Slab<Entry>> {
+    fn shard(&self, index: u32) -> preempt::Held<'_, Slab<Entry>> {
         // A poisoned shard only means a waker's clone or drop panicked while it was locked; the
         // slab itself is consistent.
-        self.shards[index as usize]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        preempt::lock(&self.shards[index as usize])
     }
 
     /// Rule 1: registers a task; returns its slot.

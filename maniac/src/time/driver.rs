@@ -1,7 +1,7 @@
 //! The time driver: the clock, the wheel of pending timers, and when the runtime must next look.
 //!
 //! ## Rules
-//! 1. Time is counted in 1 ms ticks since the driver started. A deadline becomes the tick at or
+//! 1. Time is counted in ticks of [`TICK`] (100 µs) since the driver started. A deadline becomes the tick at or
 //!    after it (rounded up), and the wheel advances to the tick at or before now (rounded down),
 //!    so a timer never fires before its deadline.
 //! 2. Whoever processes the wheel (a parked worker that owns the runtime's driver when it wakes,
@@ -18,6 +18,13 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::wheel::{Inserted, Key, Wheel};
+use crate::preempt;
+
+/// The wheel's resolution. Finer than tokio's 1 ms: under CPU-bound load, timers are processed
+/// whenever a poll is preempted, so their lateness is bounded by the quantum rather than by a tick
+/// (a parked worker still waits in `epoll_wait`, whose timeout is in whole milliseconds).
+pub(crate) const TICK: Duration = Duration::from_micros(100);
+const TICK_NANOS: u128 = TICK.as_nanos();
 
 /// `sleeping_until` when no worker is parked on the driver: no registration needs to wake
 /// anyone (ticks of pending timers are at least 1).
@@ -55,21 +62,21 @@ impl TimeDriver {
         }
     }
 
-    fn wheel(&self) -> std::sync::MutexGuard<'_, Wheel> {
+    fn wheel(&self) -> preempt::Held<'_, Wheel> {
         // No user code runs under this lock (wakers are woken after it is released).
-        self.wheel.lock().unwrap_or_else(|e| e.into_inner())
+        preempt::lock(&self.wheel)
     }
 
     /// Rule 1: the tick a deadline falls on, rounded up.
     fn deadline_tick(&self, deadline: Instant) -> u64 {
         let since = deadline.saturating_duration_since(self.start);
-        let millis = since.as_nanos().div_ceil(1_000_000);
-        u64::try_from(millis).unwrap_or(u64::MAX - 1)
+        let ticks = since.as_nanos().div_ceil(TICK_NANOS);
+        u64::try_from(ticks).unwrap_or(u64::MAX - 1)
     }
 
     /// Rule 1: the current tick, rounded down.
     fn now_tick(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+        u64::try_from(self.start.elapsed().as_nanos() / TICK_NANOS).unwrap_or(u64::MAX - 1)
     }
 
     /// Registers a timer due at `deadline`; `None` if it is already due (rule 4 of the wheel).
@@ -135,7 +142,7 @@ impl TimeDriver {
             (again, first) => again.or(first),
         };
         next.map(|tick| {
-            let due = self.start + Duration::from_millis(tick);
+            let due = self.start + TICK.saturating_mul(u32::try_from(tick).unwrap_or(u32::MAX));
             due.saturating_duration_since(Instant::now())
         })
     }

@@ -1,6 +1,6 @@
 //! Time: `sleep`, `timeout` and `interval` with tokio's names and semantics.
 //!
-//! Timers live in a hierarchical wheel of 1 ms ticks (`wheel` module doc), one per runtime,
+//! Timers live in a hierarchical wheel of 100 µs ticks (`wheel` module doc), one per runtime,
 //! driven by the runtime (`driver` module doc): a worker that parks with nothing to do sleeps no
 //! longer than until the next timer, and busy workers look at the wheel between polls (the
 //! `scheduler` module doc, "Maintenance"). A timer never fires before its deadline; it fires

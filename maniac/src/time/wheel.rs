@@ -1,8 +1,9 @@
-//! A hierarchical timer wheel: where pending timers wait, in 1 ms ticks.
+//! A hierarchical timer wheel: where pending timers wait, in ticks (`driver::TICK`).
 //!
 //! ## Layout
 //! [`LEVELS`] levels of [`SLOTS`] slots each. A slot of level `L` spans `64^L` ticks, so level 0
-//! holds single ticks and level 5 spans 64^6 ticks (2.2 years). `elapsed` is the last tick the
+//! holds single ticks and level 5 spans 64^6 ticks (79 days of 100 µs ticks; longer timers wait
+//! in the overflow, rule 3). `elapsed` is the last tick the
 //! wheel has processed.
 //!
 //! ## Rules

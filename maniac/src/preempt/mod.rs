@@ -1,0 +1,319 @@
+//! Non-cooperative preemption: a task that computes for longer than its quantum without
+//! reaching an `.await` is interrupted in the middle of its poll, parked, and its worker goes on
+//! with other tasks.
+//!
+//! ## The mechanism
+//! 1. **Noticing.** Every worker marks the start and the end of each poll in its slot (two plain
+//!    stores: no clock read, no system call, `slot`). A monitor thread per runtime looks at every
+//!    slot four times a quantum, sleeps while every worker is parked, and sends the worker's
+//!    thread a signal only when the *same* poll has been running for at least the quantum
+//!    (`monitor`). Requests coalesce: one pending signal per worker at most.
+//! 2. **Deciding.** The signal handler runs on the worker's alternate signal stack. It takes the
+//!    request and checks whether the interrupted instruction is an *async-safe point*
+//!    (`safepoint`: inside a task's poll; no `no_preempt` section; in the executable, outside a
+//!    denylist built from its symbol table; on the current generator's stack with room). If not,
+//!    it counts the reason and returns: the monitor asks again at its next look, and the end of the
+//!    poll settles the matter at the latest.
+//! 3. **Switching.** The handler never switches stacks itself (nothing a signal handler may call
+//!    could). It rewrites the interrupted context so that, on return from the signal, the thread
+//!    runs the trampoline as if the interrupted instruction had called it (`signal`). The
+//!    trampoline saves every general register, the flags and the whole extended state (XSAVE with
+//!    the OS's mask), and calls the Switch operation of `coroutine`: the generator with the
+//!    interrupted poll on it goes to the worker's pinned queue, and the worker continues on
+//!    another generator (`trampoline`).
+//! 4. **Resuming.** The worker resumes the switched poll from its pinned queue, on the same
+//!    thread (the thread-affinity rule of `coroutine`). The trampoline restores everything and
+//!    returns to the interrupted instruction with `rsp` exactly as it was.
+//!
+//! ## Rejected alternatives
+//! - *Yielding from inside the signal handler* (the design note this project started from): a
+//!   handler may only call async-signal-safe functions, and switching stacks from it leaves the
+//!   kernel's signal frame and mask behind on the old stack, half-done. The handler here only
+//!   edits the context it was given.
+//! - *A periodic timer per worker* (`timer_create`): CPU-time clocks fire only on the kernel tick
+//!   (every 4 ms here, whatever period is asked), and a periodic monotonic timer costs ~19 µs a
+//!   tick in a VM (19 % at 100 µs) even when every poll is short. Signalling only the overrunning
+//!   worker costs nothing when tasks behave.
+//! - *Checks compiled into user code* (Go's cooperative preemption points, loop back-edges): they
+//!   need the compiler's help, which Rust does not give, and they cost every loop iteration.
+//! - *Saving only the SSE registers*: a task using AVX, AVX-512 or x87 state would find it
+//!   clobbered by the next task on the worker. XSAVE saves every enabled component.
+//!
+//! ## Hazards, and their remedies
+//! Preemption can only happen at an async-safe point, but the code of a task can still hold
+//! something across one that the next task on the same worker needs:
+//! - **A `std::sync::Mutex` (or any blocking lock) held across a preemption**: another task on that
+//!   worker that blocks on the same lock deadlocks the worker (the holder cannot run until the
+//!   worker is free). Use async locks (`tokio::sync::Mutex`), or hold the lock inside
+//!   [`no_preempt`].
+//! - **A `thread_local!` `RefCell` borrowed across a long computation**: another task on the same
+//!   thread sees it borrowed (a panic, with `borrow_mut`). Keep such borrows short, or inside
+//!   [`no_preempt`].
+//! - **Locks that are reentrant per thread** (`std::io::StdoutLock`, any `ReentrantMutex`): a task
+//!   preempted while holding one makes every other task on that worker "hold" it too; a second
+//!   `println!` meets the first one's `RefCell` already borrowed. std's I/O paths are in the
+//!   denylist, so a task is not preempted *inside* `println!`; one that holds `stdout().lock()`
+//!   across its own computation must do that computation inside [`no_preempt`].
+//! - **A global allocator linked into the executable** (mimalloc, jemalloc): its code is in the
+//!   executable, so rule 3 would allow preempting it with its per-thread state half-updated; wrap
+//!   it in [`crate::alloc::NoPreempt`]. The system allocator lives in libc and is never
+//!   interrupted.
+//!
+//! ## What is and is not enforced
+//! Rules 1, 2 and 4 are checked exactly; rule 2 includes "the thread is not panicking" (std's
+//! panic count is per thread: a task preempted in a panic hook or while unwinding would make the
+//! next task's panic abort the process). The runtime protects its own critical sections with
+//! rule 2, not with the denylist: every runtime lock a poll can reach is taken through [`lock`],
+//! and the scheduler's, the stack pool's and the runtime context's `RefCell`s are borrowed under
+//! a [`NoPreemptGuard`], so a task is never preempted while the runtime holds something on its
+//! behalf (a symbol denylist cannot see the helper functions such code calls: a preemption
+//! inside `st3`'s queue push, reached from a wake-up, once left the worker's core borrowed).
+//! Third-party synchronisation crates are denied whole, not by module (tokio's channels lock
+//! through a wrapper in `tokio::loom`, outside `tokio::sync`: a preemption on the return from it
+//! would hold the lock across the switch, and the next task on the worker to touch the channel
+//! would block the worker for good). Rule 3's denylist is by symbol: code of a denied
+//! function that the compiler *inlined* into an allowed one is not recognised, and a crate not on
+//! the list that holds a blocking lock or a thread-local borrow inside its own code is not known
+//! to be unsafe to interrupt; for such code the hazards above and their remedies apply.
+//!
+//! ## Where it runs
+//! Linux on x86_64, multi-thread runtimes (a current-thread runtime's next `block_on` may run on
+//! another thread, and a suspended poll may not move). Elsewhere everything here compiles to a
+//! cooperative fallback and says so once at start-up.
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod monitor;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod safepoint;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod signal;
+mod slot;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod trampoline;
+
+use std::io;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+pub(crate) use slot::WorkerSlot;
+pub use slot::{DeferReason, WorkerPreemptionStats};
+
+use crate::runtime::context;
+
+/// The shortest quantum `Builder::preemption_quantum` accepts.
+pub const MIN_QUANTUM: Duration = Duration::from_micros(100);
+/// The longest quantum `Builder::preemption_quantum` accepts.
+pub const MAX_QUANTUM: Duration = Duration::from_millis(100);
+/// The default quantum (justified in BENCHMARKS.md): the monitor costs about 1 % of a core while
+/// any worker is busy, a preemption about 1 % of a hog's time, and a latency-sensitive task waits
+/// at most about one quantum behind CPU hogs.
+pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(1);
+/// The default signal: SIGURG, for Go's reasons (ignored by default, unused by libc, harmless
+/// when it arrives spuriously).
+pub const DEFAULT_SIGNAL: i32 = libc::SIGURG;
+
+/// Whether this build can preempt at all (Linux on x86_64, with XSAVE).
+pub fn is_supported() -> bool {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        trampoline::configure().is_some()
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+/// Runs `f` with preemption held off on this thread: a preemption request that comes meanwhile
+/// waits until `f` returns (and the poll is preempted later, if it still runs). For code that
+/// holds a lock, a thread-local borrow or other per-thread state across a long computation (the
+/// module doc's hazards).
+pub fn no_preempt<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = NoPreemptGuard::new();
+    f()
+}
+
+/// Holds preemption off on this thread while it lives, as [`no_preempt`]. Not `Send`: the hold is
+/// the thread's, so the guard may not be carried across an `.await` in a task that could move.
+#[must_use = "preemption is held off only while the guard lives"]
+#[derive(Debug)]
+pub struct NoPreemptGuard {
+    _thread_bound: PhantomData<*const ()>,
+}
+
+impl NoPreemptGuard {
+    /// Holds preemption off until the guard is dropped.
+    pub fn new() -> NoPreemptGuard {
+        context::add_no_preempt_depth(1);
+        NoPreemptGuard {
+            _thread_bound: PhantomData,
+        }
+    }
+}
+
+impl Default for NoPreemptGuard {
+    fn default() -> NoPreemptGuard {
+        NoPreemptGuard::new()
+    }
+}
+
+impl Drop for NoPreemptGuard {
+    fn drop(&mut self) {
+        context::add_no_preempt_depth(-1);
+    }
+}
+
+/// Locks one of the runtime's own mutexes with preemption held off while it is held (module doc,
+/// "What is and is not enforced"). A poisoned lock is taken anyway: no runtime code panics while
+/// holding one, so its state is consistent.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> Held<'_, T> {
+    let hold = NoPreemptGuard::new();
+    Held {
+        guard: mutex.lock().unwrap_or_else(|e| e.into_inner()),
+        _hold: hold,
+    }
+}
+
+/// A runtime mutex held with preemption off ([`lock`]).
+pub(crate) struct Held<'a, T> {
+    // Declared first: unlocked before preemption is allowed again.
+    guard: MutexGuard<'a, T>,
+    _hold: NoPreemptGuard,
+}
+
+impl<T> Deref for Held<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for Held<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+/// The no-preempt depth of this thread (rule 2). Async-signal-safe.
+pub(crate) fn no_preempt_depth() -> u32 {
+    context::no_preempt_depth()
+}
+
+/// What `Builder` decided about preemption.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PreemptionConfig {
+    pub(crate) quantum: Duration,
+    pub(crate) signal: i32,
+}
+
+/// A runtime's preemption machinery: the workers' slots and the monitor.
+#[derive(Debug)]
+pub(crate) struct Preemption {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    monitor: monitor::Monitor,
+}
+
+impl Preemption {
+    /// Starts preemption for `workers` workers, or says once why it cannot (then `None`: the
+    /// runtime is cooperative).
+    pub(crate) fn start(
+        workers: usize,
+        config: PreemptionConfig,
+    ) -> io::Result<Option<Preemption>> {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        {
+            if trampoline::configure().is_none() {
+                notice_once("this CPU or kernel has no XSAVE");
+                return Ok(None);
+            }
+            safepoint::build_code_map();
+            signal::install(config.signal)?;
+            let monitor = monitor::Monitor::start(workers, config.quantum, config.signal)?;
+            Ok(Some(Preemption { monitor }))
+        }
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        {
+            let _ = (workers, config);
+            notice_once("this target is not Linux on x86_64");
+            Ok(None)
+        }
+    }
+
+    /// The slot of worker `index`.
+    pub(crate) fn slot(&self, index: usize) -> &WorkerSlot {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        {
+            &self.monitor.shared.slots[index]
+        }
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        {
+            let _ = index;
+            unreachable!("no preemption on this target")
+        }
+    }
+
+    /// Every worker's figures.
+    pub(crate) fn stats(&self) -> Vec<WorkerPreemptionStats> {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        {
+            self.monitor
+                .shared
+                .slots
+                .iter()
+                .map(WorkerSlot::stats)
+                .collect()
+        }
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        {
+            Vec::new()
+        }
+    }
+
+    /// On the worker thread of slot `index`, for its whole life: receives requests.
+    pub(crate) fn attach_worker(&self, index: usize) -> WorkerAttachment {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        {
+            WorkerAttachment {
+                _guard: signal::attach(self.slot(index)),
+            }
+        }
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        {
+            let _ = index;
+            WorkerAttachment {}
+        }
+    }
+
+    /// A worker leaves its parked state (the monitor may be asleep; `monitor` rule 3).
+    pub(crate) fn worker_unparked(&self, index: usize) {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.monitor.worker_unparked(self.slot(index));
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        let _ = index;
+    }
+
+    /// Stops the monitor (after the workers have left their loops).
+    pub(crate) fn stop(&self) {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.monitor.stop();
+    }
+}
+
+/// Keeps a worker thread attached to its slot (see [`Preemption::attach_worker`]).
+#[derive(Debug)]
+#[must_use = "the worker receives requests only while this lives"]
+pub(crate) struct WorkerAttachment {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    _guard: signal::AttachGuard,
+}
+
+/// The one start-up line of a runtime that asked for preemption and cannot have it.
+fn notice_once(why: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        eprintln!("maniac: preemption is off ({why}); tasks are scheduled cooperatively");
+    });
+}

@@ -1,0 +1,150 @@
+//! The monitor: one thread per runtime that notices polls running past the quantum and asks
+//! their workers to preempt them (Go's sysmon, for maniac).
+//!
+//! ## Rules
+//! 1. Every `period` (a quarter of the quantum, at least 25 µs, with the thread's timer slack at
+//!    its minimum) it reads every worker's poll state (`slot` module doc). The hot path therefore
+//!    pays two plain stores per poll, no clock read and no system call.
+//! 2. A worker whose *same* poll it has seen running for at least the quantum since it first saw
+//!    it gets a request: the pending flag, then `pthread_kill`. So a poll is preempted after
+//!    running between one quantum and one quantum and a period. Requests coalesce: no second
+//!    signal while one is pending. A deferred request is repeated at the next look while the same
+//!    poll still runs.
+//! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
+//!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
+//!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
+//! 4. It stops when told to ([`Monitor::stop`]), and is joined then.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::slot::WorkerSlot;
+
+/// The shortest look period (rule 1).
+const MIN_PERIOD: Duration = Duration::from_micros(25);
+
+/// What the monitor thread and the workers share.
+#[derive(Debug)]
+pub(crate) struct MonitorShared {
+    pub(crate) slots: Box<[WorkerSlot]>,
+    quantum: Duration,
+    signal: libc::c_int,
+    sleeping: AtomicBool,
+    /// `true` once told to stop; the condvar's lock.
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+#[derive(Debug)]
+pub(crate) struct Monitor {
+    pub(crate) shared: Arc<MonitorShared>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Monitor {
+    pub(crate) fn start(
+        workers: usize,
+        quantum: Duration,
+        signal: libc::c_int,
+    ) -> std::io::Result<Monitor> {
+        let shared = Arc::new(MonitorShared {
+            slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
+            quantum,
+            signal,
+            sleeping: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let thread = {
+            let shared = shared.clone();
+            thread::Builder::new()
+                .name("maniac-monitor".into())
+                .spawn(move || shared.run())?
+        };
+        Ok(Monitor {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Rule 3, on the worker's side.
+    pub(crate) fn worker_unparked(&self, slot: &WorkerSlot) {
+        slot.set_parked(false);
+        if self.shared.sleeping.load(Ordering::SeqCst) {
+            let _lock = self.shared.stop.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Rule 4.
+    pub(crate) fn stop(&self) {
+        *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.shared.wake.notify_one();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl MonitorShared {
+    fn stopped(&self) -> bool {
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self) {
+        // Rule 1: sleeps this short need the timer slack at its minimum (the default is 50 µs).
+        // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+        let period = (self.quantum / 4).max(MIN_PERIOD);
+        let mut seen: Vec<Option<(u64, Instant)>> = vec![None; self.slots.len()];
+        while !self.stopped() {
+            let now = Instant::now();
+            for (slot, seen) in self.slots.iter().zip(seen.iter_mut()) {
+                self.look(slot, seen, now);
+            }
+            if self.slots.iter().all(WorkerSlot::is_parked) {
+                self.sleep_while_all_parked();
+                seen.iter_mut().for_each(|seen| *seen = None);
+            } else {
+                thread::sleep(period);
+            }
+        }
+    }
+
+    /// Rule 2 for one worker.
+    fn look(&self, slot: &WorkerSlot, seen: &mut Option<(u64, Instant)>, now: Instant) {
+        let Some(poll) = slot.running_poll() else {
+            *seen = None;
+            return;
+        };
+        match *seen {
+            Some((same, since)) if same == poll => {
+                let running = now - since;
+                slot.record_poll_length(u64::try_from(running.as_nanos()).unwrap_or(u64::MAX));
+                if running >= self.quantum && slot.request() {
+                    self.signal(slot);
+                }
+            }
+            _ => *seen = Some((poll, now)),
+        }
+    }
+
+    fn signal(&self, slot: &WorkerSlot) {
+        if !slot.send(self.signal) {
+            slot.withdraw_request();
+        }
+    }
+
+    /// Rule 3, on the monitor's side.
+    fn sleep_while_all_parked(&self) {
+        let mut stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        self.sleeping.store(true, Ordering::SeqCst);
+        while !*stop && self.slots.iter().all(WorkerSlot::is_parked) {
+            stop = self.wake.wait(stop).unwrap_or_else(|e| e.into_inner());
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,108 @@
+//! The preemption request: the handler of the runtime's preemption signal.
+//!
+//! ## Rules
+//! 1. Installed once per process and signal (`crate::signals`), with `SA_ONSTACK` (it runs on the
+//!    worker's alternate signal stack, set up with the coroutine machinery) and `SA_RESTART`
+//!    (system calls it interrupts resume by themselves where the kernel can).
+//! 2. A signal is a request of ours only if this process sent it with `tgkill` (`SI_TKILL` from our
+//!    pid) to a worker thread that has a request pending, which the handler takes. Anything else
+//!    goes to the action installed before ours.
+//! 3. The handler never switches stacks. It checks the safe-point rules (`safepoint`) and, when
+//!    they hold, rewrites the interrupted context so that the thread, on return from the signal,
+//!    runs the trampoline (`trampoline`) as if the interrupted instruction had called it; when they
+//!    do not, it counts the reason and returns (the monitor asks again later).
+//! 4. Async-signal-safe: it reads const-initialised thread-locals and immutable tables, updates
+//!    atomics, and calls nothing that allocates, locks or sets `errno`.
+
+use std::cell::Cell;
+use std::io;
+use std::ptr;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use super::safepoint;
+use super::slot::WorkerSlot;
+use super::trampoline;
+use crate::signals;
+
+thread_local! {
+    /// The preemption slot of the worker running on this thread, or null.
+    static WORKER_SLOT: Cell<*const WorkerSlot> = const { Cell::new(ptr::null()) };
+}
+
+/// This process's id, for rule 2 (read by the handler, which may not call `getpid`).
+static PROCESS_ID: AtomicI32 = AtomicI32::new(0);
+
+/// Rule 1.
+pub(crate) fn install(signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: getpid has no preconditions.
+    PROCESS_ID.store(unsafe { libc::getpid() }, Ordering::Release);
+    signals::install(signal, handle_request, libc::SA_ONSTACK | libc::SA_RESTART).map(drop)
+}
+
+/// Makes `slot` this thread's until the guard is dropped (the worker thread's whole life).
+pub(crate) fn attach(slot: &WorkerSlot) -> AttachGuard {
+    slot.attach_current_thread();
+    AttachGuard {
+        previous: WORKER_SLOT.replace(slot),
+    }
+}
+
+#[must_use = "the worker stops receiving requests when the guard is dropped"]
+#[derive(Debug)]
+pub(crate) struct AttachGuard {
+    previous: *const WorkerSlot,
+}
+
+impl Drop for AttachGuard {
+    fn drop(&mut self) {
+        if let Some(slot) = current_slot() {
+            slot.detach_current_thread();
+        }
+        WORKER_SLOT.set(self.previous);
+    }
+}
+
+/// The slot of the worker on this thread, if any.
+pub(crate) fn current_slot() -> Option<&'static WorkerSlot> {
+    // SAFETY: non-null only while an `AttachGuard` lives, which borrows a slot the runtime keeps
+    // until its workers have exited.
+    unsafe { WORKER_SLOT.get().as_ref() }
+}
+
+extern "C" fn handle_request(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    // Rule 2.
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let from_us = unsafe {
+        (*info).si_code == libc::SI_TKILL && (*info).si_pid() == PROCESS_ID.load(Ordering::Acquire)
+    };
+    let slot = current_slot().filter(|slot| from_us && slot.take_request());
+    let Some(slot) = slot else {
+        // SAFETY: our handler for `signal`, with the kernel's arguments.
+        unsafe { signals::forward(signal, info, context) };
+        return;
+    };
+    // SAFETY: for an SA_SIGINFO handler the third argument is the interrupted `ucontext_t`,
+    // which the kernel restores on return; we are its only user until then.
+    let registers = unsafe { &mut (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+    let pc = registers[libc::REG_RIP as usize] as usize;
+    let sp = registers[libc::REG_RSP as usize] as usize;
+    // Rule 3.
+    match safepoint::check(pc, sp) {
+        Ok(()) => {
+            // What a `call trampoline` at `pc` would have done, below the red zone.
+            let return_address = sp - 128 - 8;
+            // SAFETY: rule 4 of the safe points checked that `sp` lies in the current generator's
+            // stack with room for the trampoline's frame, which starts here; nothing else uses
+            // that memory (it is below the stack pointer and the red zone).
+            unsafe { ptr::write(return_address as *mut u64, pc as u64) };
+            registers[libc::REG_RSP as usize] = return_address as i64;
+            registers[libc::REG_RIP as usize] = trampoline::trampoline_address() as i64;
+            slot.count_preemption();
+        }
+        Err(reason) => slot.count_deferral(reason),
+    }
+}

@@ -1,0 +1,227 @@
+//! A worker's preemption slot: what the worker tells the monitor about its polls, the request
+//! the monitor leaves for the signal handler, and the statistics.
+//!
+//! ## `poll_state`
+//! `(sequence << 1) | in_poll`. Only the worker thread writes it, with plain stores (the hot path
+//! pays no read-modify-write): [`WorkerSlot::begin_poll`] starts a new sequence number with the
+//! `in_poll` bit set, [`WorkerSlot::end_poll`] clears the bit. A poll that is switched out counts
+//! as ended (it no longer runs); resuming it begins a new one. The monitor reads it and takes "the
+//! same odd value in two looks a quantum apart" to mean "one poll has run for a quantum".
+//!
+//! ## `signal_pending`
+//! Set by the monitor before it signals the worker, cleared by the handler that takes the request:
+//! at most one signal per worker is in flight (Go's `signalPending`), and a signal that finds it
+//! clear is not ours and goes to the previous handler.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Why a preemption request was not taken (the handler's safe-point rules, `safepoint` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeferReason {
+    /// The thread was not inside a task's poll (rule 1).
+    NotInPoll,
+    /// A `no_preempt` section (or the runtime's own) was running (rule 2).
+    NoPreempt,
+    /// The thread was panicking: running a panic hook or unwinding (rule 2).
+    Panicking,
+    /// The interrupted instruction was outside the executable (libc, the vDSO, ...) (rule 3).
+    OutsideExecutable,
+    /// The interrupted instruction was in code that must not be suspended (rule 3's denylist).
+    Denylisted,
+    /// The stack pointer was not in the current generator's stack with room (rule 4).
+    Stack,
+}
+
+impl DeferReason {
+    /// Every reason, in the order of the statistics.
+    pub const ALL: [DeferReason; 6] = [
+        DeferReason::NotInPoll,
+        DeferReason::NoPreempt,
+        DeferReason::Panicking,
+        DeferReason::OutsideExecutable,
+        DeferReason::Denylisted,
+        DeferReason::Stack,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One worker's slot (module doc). Cache-line aligned: the monitor reads it, its worker writes it.
+#[repr(align(128))]
+#[derive(Debug)]
+pub(crate) struct WorkerSlot {
+    poll_state: AtomicU64,
+    signal_pending: AtomicBool,
+    /// Whether the worker is parked (the monitor sleeps when every worker is).
+    parked: AtomicBool,
+    /// Set when a poll of this worker was preempted; the worker loop takes it and looks at its
+    /// drivers at once (timers must not wait for the next maintenance when every poll is long).
+    preempted: AtomicBool,
+    /// The worker's pthread, for `pthread_kill`, while the thread runs. The monitor signals with
+    /// the lock held and the worker clears it (under the lock) before it exits, so no signal is
+    /// ever sent to a thread that is gone.
+    thread: Mutex<Option<libc::pthread_t>>,
+    preemptions: AtomicU64,
+    deferred: [AtomicU64; DeferReason::ALL.len()],
+    /// The longest poll the monitor has seen, in nanoseconds.
+    longest_poll_ns: AtomicU64,
+}
+
+impl WorkerSlot {
+    pub(crate) fn new() -> WorkerSlot {
+        WorkerSlot {
+            poll_state: AtomicU64::new(0),
+            signal_pending: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            preempted: AtomicBool::new(false),
+            thread: Mutex::new(None),
+            preemptions: AtomicU64::new(0),
+            deferred: Default::default(),
+            longest_poll_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn thread_lock(&self) -> std::sync::MutexGuard<'_, Option<libc::pthread_t>> {
+        self.thread.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// On the worker thread, before it runs anything: which thread to signal.
+    pub(crate) fn attach_current_thread(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        *self.thread_lock() = Some(unsafe { libc::pthread_self() });
+    }
+
+    /// On the worker thread, before it exits: no more signals.
+    pub(crate) fn detach_current_thread(&self) {
+        *self.thread_lock() = None;
+    }
+
+    /// For the monitor: sends `signal` to the worker thread, if it still runs. Returns whether
+    /// it was sent.
+    pub(crate) fn send(&self, signal: libc::c_int) -> bool {
+        let thread = self.thread_lock();
+        match *thread {
+            // SAFETY: the thread is alive: it clears this field under this lock before it
+            // exits, and the lock is held until the call returns.
+            Some(thread) => unsafe { libc::pthread_kill(thread, signal) == 0 },
+            None => false,
+        }
+    }
+
+    /// A poll starts (module doc). Owner thread only.
+    #[inline]
+    pub(crate) fn begin_poll(&self) {
+        let state = self.poll_state.load(Ordering::Relaxed);
+        let next = ((state >> 1).wrapping_add(1) << 1) | 1;
+        // Release: nothing to publish, but it keeps the store from being sunk past the poll.
+        self.poll_state.store(next, Ordering::Release);
+    }
+
+    /// The poll ends, or is switched out (module doc). Owner thread only.
+    #[inline]
+    pub(crate) fn end_poll(&self) {
+        let state = self.poll_state.load(Ordering::Relaxed);
+        self.poll_state.store(state & !1, Ordering::Release);
+    }
+
+    /// For the monitor: the current poll's sequence number, if one runs.
+    pub(crate) fn running_poll(&self) -> Option<u64> {
+        let state = self.poll_state.load(Ordering::Acquire);
+        (state & 1 == 1).then_some(state >> 1)
+    }
+
+    /// For the monitor: claims the right to send a signal (coalescing; module doc).
+    pub(crate) fn request(&self) -> bool {
+        !self.signal_pending.swap(true, Ordering::AcqRel)
+    }
+
+    /// For the monitor: a signal could not be sent; the next look may try again.
+    pub(crate) fn withdraw_request(&self) {
+        self.signal_pending.store(false, Ordering::Release);
+    }
+
+    /// For the handler: takes the pending request, if there is one. Async-signal-safe.
+    pub(crate) fn take_request(&self) -> bool {
+        self.signal_pending.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn set_parked(&self, parked: bool) {
+        self.parked.store(parked, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    /// Async-signal-safe.
+    pub(crate) fn count_preemption(&self) {
+        self.preemptions.fetch_add(1, Ordering::Relaxed);
+        self.preempted.store(true, Ordering::Relaxed);
+    }
+
+    /// For the worker loop: whether a poll was preempted since the last call. Owner thread only
+    /// (the flag is set by this thread's signal handler).
+    #[inline]
+    pub(crate) fn take_preempted(&self) -> bool {
+        self.preempted.load(Ordering::Relaxed) && self.preempted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Async-signal-safe.
+    pub(crate) fn count_deferral(&self, reason: DeferReason) {
+        self.deferred[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_poll_length(&self, nanos: u64) {
+        self.longest_poll_ns.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> WorkerPreemptionStats {
+        WorkerPreemptionStats {
+            preemptions: self.preemptions.load(Ordering::Relaxed),
+            deferred: DeferReason::ALL.map(|reason| {
+                (
+                    reason,
+                    self.deferred[reason.index()].load(Ordering::Relaxed),
+                )
+            }),
+            longest_poll: std::time::Duration::from_nanos(
+                self.longest_poll_ns.load(Ordering::Relaxed),
+            ),
+        }
+    }
+}
+
+/// One worker's preemption figures (see `RuntimeMetrics::worker_preemption`).
+#[derive(Debug, Clone)]
+pub struct WorkerPreemptionStats {
+    preemptions: u64,
+    deferred: [(DeferReason, u64); DeferReason::ALL.len()],
+    longest_poll: std::time::Duration,
+}
+
+impl WorkerPreemptionStats {
+    /// Polls preempted so far.
+    pub fn preemptions(&self) -> u64 {
+        self.preemptions
+    }
+
+    /// Requests deferred for `reason` so far.
+    pub fn deferred(&self, reason: DeferReason) -> u64 {
+        self.deferred[reason.index()].1
+    }
+
+    /// Requests deferred so far, for every reason.
+    pub fn deferred_total(&self) -> u64 {
+        self.deferred.iter().map(|(_, count)| count).sum()
+    }
+
+    /// The longest poll the monitor saw running (a lower bound of the longest poll: it sees a
+    /// poll only while it runs).
+    pub fn longest_poll(&self) -> std::time::Duration {
+        self.longest_poll
+    }
+}
