@@ -14,9 +14,9 @@
 # wrk and the server share the machine's cores (on a 2-core machine wrk's 2 threads and the
 # server's 2 workers compete for them), so the figures are a comparison, not a capacity.
 #
-# --hogs N starts each server with N tasks that compute forever without an .await. Neither
-# runtime preempts tasks today: with N >= W every worker is taken and wrk gets no response at all
-# (0 requests/s, timeouts) on both. Off by default; it is there for the preemption comparison.
+# --hogs N starts each server with N tasks that compute forever without an .await. tokio never
+# takes a worker back from a hog: with N >= W every worker is taken and wrk gets no response at
+# all (0 requests/s, timeouts). maniac preempts them every quantum and keeps serving.
 set -euo pipefail
 
 reps=3 workers=2 hogs=0 port=18080 connections=64 threads=2 duration=5s

@@ -75,6 +75,10 @@
 //! function that the compiler *inlined* into an allowed one is not recognised, and a crate not on
 //! the list that holds a blocking lock or a thread-local borrow inside its own code is not known
 //! to be unsafe to interrupt; for such code the hazards above and their remedies apply.
+//! The price of denying the standard library whole is latency, not safety: a poll that spends
+//! its time inside a std, core or alloc function that was not inlined into the task's own code
+//! (sorting a huge slice, say) is preempted only when it comes back to its own code, or at the
+//! end of the poll.
 //!
 //! ## Where it runs
 //! Linux on x86_64, multi-thread runtimes (a current-thread runtime's next `block_on` may run on
