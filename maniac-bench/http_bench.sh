@@ -3,7 +3,7 @@
 # tokio (`http_tokio`, through hyper-util), loaded by wrk.
 #
 #   maniac-bench/http_bench.sh [--reps R] [--workers W] [--hogs N] [--port P]
-#                              [--connections C] [--threads T] [--duration D]
+#                              [--connections C] [--threads T] [--duration D] [--no-preemption]
 #
 # Installs wrk if it is missing (apt-get, as root), builds both servers in release, then for each
 # of R repetitions (default 3) runs each server in turn, alternating which goes first: start it
@@ -19,7 +19,7 @@
 # all (0 requests/s, timeouts). maniac preempts them every quantum and keeps serving.
 set -euo pipefail
 
-reps=3 workers=2 hogs=0 port=18080 connections=64 threads=2 duration=5s
+reps=3 workers=2 hogs=0 port=18080 connections=64 threads=2 duration=5s maniac_flags=()
 usage() { sed -n '4,5p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,6 +30,7 @@ while [ $# -gt 0 ]; do
         --connections) connections=$2 ;;
         --threads) threads=$2 ;;
         --duration) duration=$2 ;;
+        --no-preemption) maniac_flags=(--no-preemption); shift; continue ;;
         *) usage ;;
     esac
     [ $# -ge 2 ] || usage
@@ -71,7 +72,10 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 # Runs one server under wrk; appends "runtime rps p50_us p99_us" to $work/results.
 run() {
     local runtime=$1 rep=$2 log="$work/$1.log" out="$work/$1.wrk"
-    "$target/release/http_$runtime" "127.0.0.1:$port" "$workers" --hogs "$hogs" >"$log" 2>&1 &
+    local flags=()
+    if [ "$runtime" = maniac ]; then flags=("${maniac_flags[@]}"); fi
+    "$target/release/http_$runtime" "127.0.0.1:$port" "$workers" --hogs "$hogs" ${flags[@]+"${flags[@]}"} \
+        >"$log" 2>&1 &
     server=$!
     # Bounded wait for the server to say it listens.
     for _ in $(seq 200); do

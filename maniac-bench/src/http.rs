@@ -6,7 +6,7 @@
 //! with `wrk`.
 //!
 //! ```text
-//! http_maniac|http_tokio [ADDRESS] [WORKERS] [--hogs N]
+//! http_maniac|http_tokio [ADDRESS] [WORKERS] [--hogs N] [--no-preemption]
 //! ```
 //!
 //! `--hogs N` spawns N tasks that compute forever without an `.await`. On tokio a hog keeps its
@@ -26,10 +26,11 @@ use hyper::server::conn::http1;
 use hyper::{Request, Response};
 
 /// Usage text.
-const USAGE: &str = "usage: http_maniac|http_tokio [ADDRESS] [WORKERS] [--hogs N]
-  ADDRESS   where to listen (default 127.0.0.1:3000)
-  WORKERS   worker threads of the runtime (default 2)
-  --hogs N  spawn N tasks that compute forever without an .await (default 0)";
+const USAGE: &str = "usage: http_maniac|http_tokio [ADDRESS] [WORKERS] [--hogs N] [--no-preemption]
+  ADDRESS          where to listen (default 127.0.0.1:3000)
+  WORKERS          worker threads of the runtime (default 2)
+  --hogs N         spawn N tasks that compute forever without an .await (default 0)
+  --no-preemption  maniac only: schedule cooperatively, as tokio does";
 
 /// How long a connection may take to send a request's head (as in `hello_hyper`).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +44,8 @@ pub struct Options {
     pub workers: usize,
     /// CPU hogs to spawn at start.
     pub hogs: usize,
+    /// Whether maniac preempts (tokio never does).
+    pub preemption: bool,
 }
 
 impl Options {
@@ -57,10 +60,12 @@ impl Options {
     fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let mut positional = Vec::new();
         let mut hogs = 0;
+        let mut preemption = true;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--hogs" => hogs = number(args.next(), "--hogs")?,
+                "--no-preemption" => preemption = false,
                 "-h" | "--help" => return Err(String::new()),
                 _ if arg.starts_with('-') => return Err(format!("unknown option {arg}")),
                 _ => positional.push(arg),
@@ -84,6 +89,7 @@ impl Options {
             addr,
             workers,
             hogs,
+            preemption,
         })
     }
 }
@@ -126,8 +132,13 @@ pub async fn hog() {
 
 /// What a server says once it listens (`http_bench.sh` waits for it).
 pub fn announce(runtime: &str, addr: std::net::SocketAddr, options: &Options) {
+    let preemption = if options.preemption {
+        ""
+    } else {
+        ", preemption off"
+    };
     println!(
-        "{runtime}: listening on http://{addr}/ with {} workers and {} hogs",
+        "{runtime}: listening on http://{addr}/ with {} workers and {} hogs{preemption}",
         options.workers, options.hogs
     );
 }

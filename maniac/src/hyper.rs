@@ -4,7 +4,7 @@
 //! ## Protocol
 //! - **I/O.** [`ManiacIo`] makes any `futures-io` stream (a [`TcpStream`](crate::net::TcpStream),
 //!   a Unix stream, their halves, a TLS stream over one) hyper's `Read` and `Write`. A read zeroes
-//!   at most `READ_CHUNK` (16 KiB) of the unfilled, possibly uninitialised part of hyper's buffer,
+//!   at most 1–64 KiB (adapting to the traffic) of the unfilled, possibly uninitialised part of hyper's buffer,
 //!   lets the stream read into that initialised part, and advances hyper's cursor by the count
 //!   read (no more than it zeroed), so the stream never sees an uninitialised byte. A read of
 //!   nothing into a non-empty buffer is the end of the stream, as in both traits. Writes, vectored
@@ -82,18 +82,22 @@ use crate::io::{AsyncRead, AsyncWrite};
 use crate::runtime::Handle;
 use crate::time::{self, Instant};
 
-/// The most of hyper's buffer one read initialises and fills. hyper offers its whole spare
-/// capacity (8 KiB for a fresh HTTP/1 connection, hundreds of KiB once a large body has grown it),
-/// and HTTP/1 wraps it in a fresh cursor, which knows nothing initialised, for every read; so each
-/// read zeroes what it lends the stream, and this bounds that cost for reads that return a few
-/// bytes.
-const READ_CHUNK: usize = 16 * 1024;
+/// How much of hyper's buffer one read initialises and fills, at least and at most. hyper offers
+/// its whole spare capacity (8 KiB for a fresh HTTP/1 connection, hundreds of KiB once a large
+/// body has grown it), and HTTP/1 wraps it in a fresh cursor, which knows nothing initialised, for
+/// every read; so each read zeroes what it lends the stream. The amount adapts between these
+/// bounds (doubling after a read that filled it, halving after one that used less than a quarter):
+/// small requests then cost a small zeroing, and bulk transfers still read in large pieces.
+const MIN_READ_CHUNK: usize = 1024;
+const MAX_READ_CHUNK: usize = 64 * 1024;
 
 /// A `futures-io` stream as hyper's `Read` and `Write` (module doc, "Protocol").
 #[derive(Debug)]
 pub struct ManiacIo<T> {
     inner: T,
     vectored: bool,
+    /// What the next read lends the stream ([`MIN_READ_CHUNK`]).
+    read_chunk: usize,
 }
 
 impl<T> ManiacIo<T> {
@@ -104,6 +108,7 @@ impl<T> ManiacIo<T> {
         ManiacIo {
             inner,
             vectored: true,
+            read_chunk: 4 * 1024,
         }
     }
 
@@ -137,9 +142,10 @@ impl<T: AsyncRead + Unpin> rt::Read for ManiacIo<T> {
         cx: &mut Context<'_>,
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        let len = buf.remaining().min(READ_CHUNK);
+        let this = self.get_mut();
+        let len = buf.remaining().min(this.read_chunk);
         let unfilled = buf.initialize_unfilled_to(len);
-        match Pin::new(&mut self.get_mut().inner).poll_read(cx, unfilled) {
+        match Pin::new(&mut this.inner).poll_read(cx, unfilled) {
             Poll::Ready(Ok(read)) => {
                 // A count past the slice comes from a broken (safe) stream; advancing by it would
                 // move hyper's cursor past its buffer, so this check is what keeps it sound.
@@ -147,6 +153,11 @@ impl<T: AsyncRead + Unpin> rt::Read for ManiacIo<T> {
                     read <= len,
                     "AsyncRead::poll_read returned more than the buffer's length"
                 );
+                if read == len && len == this.read_chunk {
+                    this.read_chunk = (this.read_chunk * 2).min(MAX_READ_CHUNK);
+                } else if read < this.read_chunk / 4 {
+                    this.read_chunk = (this.read_chunk / 2).max(MIN_READ_CHUNK);
+                }
                 // SAFETY: the first `len` bytes of the unfilled part were initialised by
                 // `initialize_unfilled_to`, and `read <= len`.
                 unsafe { buf.advance(read) };

@@ -11,6 +11,7 @@ fn main() -> std::io::Result<()> {
     let options = http::Options::from_args();
     let runtime = maniac::runtime::Builder::new_multi_thread()
         .worker_threads(options.workers)
+        .preemption(options.preemption)
         .enable_all()
         .build()?;
     for _ in 0..options.hogs {

@@ -5,7 +5,8 @@
 //! ## The mechanism
 //! 1. **Noticing.** Every worker marks the start and the end of each poll in its slot (two plain
 //!    stores: no clock read, no system call, `slot`). A monitor thread per runtime looks at every
-//!    slot four times a quantum, sleeps while every worker is parked, and sends the worker's
+//!    slot four times a quantum (backing off to once a quantum while every poll it sees is
+//!    short), sleeps while every worker is parked, and sends the worker's
 //!    thread a signal only when the *same* poll has been running for at least the quantum
 //!    (`monitor`). Requests coalesce: one pending signal per worker at most.
 //! 2. **Deciding.** The signal handler runs on the worker's alternate signal stack. It takes the

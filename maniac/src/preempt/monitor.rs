@@ -2,14 +2,18 @@
 //! their workers to preempt them (Go's sysmon, for maniac).
 //!
 //! ## Rules
-//! 1. Every `period` (a quarter of the quantum, at least 25 µs, with the thread's timer slack at
-//!    its minimum) it reads every worker's poll state (`slot` module doc). The hot path therefore
-//!    pays two plain stores per poll, no clock read and no system call.
+//! 1. It reads every worker's poll state (`slot` module doc) at each look, with the thread's
+//!    timer slack at its minimum. The hot path therefore pays two plain stores per poll, no clock
+//!    read and no system call. Between looks it sleeps a quarter of the quantum (at least 25 µs)
+//!    while some poll has been running since the previous look; while none has (every poll is
+//!    short, as in a busy server), it backs off, doubling the sleep up to one quantum: on a
+//!    machine whose cores are all busy, each look costs a context switch of somebody's.
 //! 2. A worker whose *same* poll it has seen running for at least the quantum since it first saw
 //!    it gets a request: the pending flag, then `pthread_kill`. So a poll is preempted after
-//!    running between one quantum and one quantum and a period. Requests coalesce: no second
-//!    signal while one is pending. A deferred request is repeated at the next look while the same
-//!    poll still runs.
+//!    running between one quantum and one quantum and a period (two quanta and a quarter when
+//!    it starts while the monitor is backed off). Requests coalesce: no second signal while one
+//!    is pending. A deferred request is repeated at the next look while the same poll still
+//!    runs.
 //! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
@@ -99,26 +103,35 @@ impl MonitorShared {
         // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
         let period = (self.quantum / 4).max(MIN_PERIOD);
+        let mut sleep = period;
         let mut seen: Vec<Option<(u64, Instant)>> = vec![None; self.slots.len()];
         while !self.stopped() {
             let now = Instant::now();
+            let mut any_long = false;
             for (slot, seen) in self.slots.iter().zip(seen.iter_mut()) {
-                self.look(slot, seen, now);
+                any_long |= self.look(slot, seen, now);
             }
             if self.slots.iter().all(WorkerSlot::is_parked) {
                 self.sleep_while_all_parked();
                 seen.iter_mut().for_each(|seen| *seen = None);
+                sleep = period;
             } else {
-                thread::sleep(period);
+                // Rule 1's back-off.
+                sleep = if any_long {
+                    period
+                } else {
+                    (sleep * 2).min(self.quantum.max(period))
+                };
+                thread::sleep(sleep);
             }
         }
     }
 
-    /// Rule 2 for one worker.
-    fn look(&self, slot: &WorkerSlot, seen: &mut Option<(u64, Instant)>, now: Instant) {
+    /// Rule 2 for one worker. Returns whether its running poll was running at the previous look.
+    fn look(&self, slot: &WorkerSlot, seen: &mut Option<(u64, Instant)>, now: Instant) -> bool {
         let Some(poll) = slot.running_poll() else {
             *seen = None;
-            return;
+            return false;
         };
         match *seen {
             Some((same, since)) if same == poll => {
@@ -127,8 +140,12 @@ impl MonitorShared {
                 if running >= self.quantum && slot.request() {
                     self.signal(slot);
                 }
+                true
             }
-            _ => *seen = Some((poll, now)),
+            _ => {
+                *seen = Some((poll, now));
+                false
+            }
         }
     }
 
