@@ -6,9 +6,13 @@
 //!    replaces is saved before ours is installed and never changes afterwards, so a handler may
 //!    read it without synchronisation.
 //! 2. [`forward`] runs the previous action as the kernel would have: an `SA_SIGINFO` handler with
-//!    the same arguments, a plain handler with the signal number; for the default action it
-//!    restores it and returns, so that a fault recurs with its default effect (a core dump), and it
-//!    ignores an ignored signal.
+//!    the same arguments, a plain handler with the signal number; nothing for an ignored signal.
+//!    For the default action it does what that action would: nothing for a signal whose default
+//!    is to be ignored (`SIGURG`, the preemption signal's default, `SIGCHLD`, `SIGWINCH`,
+//!    `SIGCONT`), so that a stray one leaves our handler in place; for a fault, it restores the
+//!    default and returns, so that the fault recurs with its default effect (a core dump); for
+//!    any other signal, it restores the default and raises the signal again, which the kernel
+//!    delivers (with its default effect, the end of the process) when our handler returns.
 
 use std::cell::UnsafeCell;
 use std::io;
@@ -90,9 +94,26 @@ pub(crate) unsafe fn forward(
     match previous.sa_sigaction {
         libc::SIG_IGN => {}
         libc::SIG_DFL => {
+            const IGNORED_BY_DEFAULT: [libc::c_int; 4] =
+                [libc::SIGURG, libc::SIGCHLD, libc::SIGWINCH, libc::SIGCONT];
+            const FAULTS: [libc::c_int; 5] = [
+                libc::SIGSEGV,
+                libc::SIGBUS,
+                libc::SIGILL,
+                libc::SIGFPE,
+                libc::SIGTRAP,
+            ];
+            if IGNORED_BY_DEFAULT.contains(&signal) {
+                return;
+            }
             // SAFETY: resetting a signal to its default action is always valid; a fault then
             // recurs when we return, with its default effect.
             unsafe { libc::signal(signal, libc::SIG_DFL) };
+            if !FAULTS.contains(&signal) {
+                // SAFETY: raise is async-signal-safe; the signal is blocked while our handler
+                // runs, so it is delivered, with its default effect, when the handler returns.
+                unsafe { libc::raise(signal) };
+            }
         }
         handler if previous.sa_flags & libc::SA_SIGINFO != 0 => {
             // SAFETY: installed as an SA_SIGINFO handler, so this is its documented signature,

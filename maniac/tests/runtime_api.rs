@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::thread;
+use std::time::Duration;
 
 use common::{Counter, TIMEOUT, bounded, current, multi, panic_text};
 use maniac::runtime::{Builder, Handle, Runtime, RuntimeFlavor};
@@ -48,6 +49,76 @@ fn zero_max_blocking_threads_is_an_invalid_input_error() {
             "{error}"
         );
     }
+}
+
+#[test]
+fn preemption_quanta_outside_100_us_to_100_ms_are_invalid_input_errors() {
+    for quantum in [
+        Duration::ZERO,
+        Duration::from_micros(99),
+        Duration::from_millis(101),
+        Duration::MAX,
+    ] {
+        let error = Builder::new_multi_thread()
+            .worker_threads(1)
+            .preemption_quantum(quantum)
+            .build()
+            .expect_err("an out-of-range quantum was accepted");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains("preemption_quantum"), "{error}");
+    }
+    for quantum in [maniac::preempt::MIN_QUANTUM, maniac::preempt::MAX_QUANTUM] {
+        Builder::new_multi_thread()
+            .worker_threads(1)
+            .preemption_quantum(quantum)
+            .build()
+            .expect("a quantum at the edge of the range was refused");
+    }
+}
+
+#[test]
+fn reserved_or_impossible_preemption_signals_are_invalid_input_errors() {
+    for signal in [
+        0,
+        -1,
+        65,
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGABRT,
+    ] {
+        let error = Builder::new_multi_thread()
+            .worker_threads(1)
+            .preemption_signal(signal)
+            .build()
+            .expect_err("a reserved signal was accepted");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains("preemption_signal"), "{error}");
+    }
+}
+
+#[test]
+fn preemption_is_on_by_default_for_multi_thread_runtimes_only() {
+    let multi_default = multi(1);
+    assert_eq!(
+        multi_default.metrics().preemption_enabled(),
+        maniac::preempt::is_supported()
+    );
+    assert_eq!(
+        multi_default.metrics().worker_preemption(0).is_some(),
+        maniac::preempt::is_supported()
+    );
+    assert!(multi_default.metrics().worker_preemption(1).is_none());
+    let off = Builder::new_multi_thread()
+        .worker_threads(1)
+        .preemption(false)
+        .build()
+        .unwrap();
+    assert!(!off.metrics().preemption_enabled());
+    assert!(off.metrics().worker_preemption(0).is_none());
+    assert_eq!(off.metrics().preemptions(), 0);
+    // A current-thread runtime's next block_on may run on another thread: never preempted.
+    assert!(!current().metrics().preemption_enabled());
 }
 
 #[test]

@@ -140,6 +140,9 @@ fn spawn_after_shutdown_is_cancelled_and_never_polled() {
     }
 }
 
+/// Cooperative scheduling (preemption off), like the test above: the stuck poll cannot be
+/// interrupted, and shutdown_timeout returns while it still runs. (Preempted, it would be
+/// abandoned at the deadline: `coroutine_shutdown`'s preempted-hog test.)
 #[test]
 fn shutdown_timeout_returns_after_the_timeout_while_a_task_is_stuck() {
     with_timeout(Duration::from_secs(60), || {
@@ -148,6 +151,7 @@ fn shutdown_timeout_returns_after_the_timeout_while_a_task_is_stuck() {
             let stops = stops.clone();
             Builder::new_multi_thread()
                 .worker_threads(2)
+                .preemption(false)
                 .on_thread_stop(move || stops.inc())
                 .build()
                 .unwrap()
@@ -231,10 +235,16 @@ fn a_task_stuck_in_a_poll_during_shutdown_timeout_finishes_and_is_cleaned_up() {
     });
 }
 
+/// Cooperative scheduling (preemption off), as above: the stuck task is still running, and is
+/// released, after shutdown_background has returned.
 #[test]
 fn shutdown_background_returns_promptly() {
     with_timeout(Duration::from_secs(60), || {
-        let rt = multi(2);
+        let rt = Builder::new_multi_thread()
+            .worker_threads(2)
+            .preemption(false)
+            .build()
+            .unwrap();
         let release = Arc::new(AtomicBool::new(false));
         let (stuck_tx, stuck_rx) = mpsc::channel();
         let stuck = {

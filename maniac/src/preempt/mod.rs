@@ -282,7 +282,7 @@ impl Preemption {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         {
             WorkerAttachment {
-                _guard: signal::attach(self.slot(index)),
+                _guard: signal::attach(self.slot(index), self.monitor.shared.signal),
             }
         }
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]

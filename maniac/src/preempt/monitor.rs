@@ -34,7 +34,7 @@ const MIN_PERIOD: Duration = Duration::from_micros(25);
 pub(crate) struct MonitorShared {
     pub(crate) slots: Box<[WorkerSlot]>,
     quantum: Duration,
-    signal: libc::c_int,
+    pub(crate) signal: libc::c_int,
     sleeping: AtomicBool,
     /// `true` once told to stop; the condvar's lock.
     stop: Mutex<bool>,

@@ -40,10 +40,11 @@ pub(crate) fn install(signal: libc::c_int) -> io::Result<()> {
 }
 
 /// Makes `slot` this thread's until the guard is dropped (the worker thread's whole life).
-pub(crate) fn attach(slot: &WorkerSlot) -> AttachGuard {
+pub(crate) fn attach(slot: &WorkerSlot, signal: libc::c_int) -> AttachGuard {
     slot.attach_current_thread();
     AttachGuard {
         previous: WORKER_SLOT.replace(slot),
+        signal,
     }
 }
 
@@ -51,10 +52,22 @@ pub(crate) fn attach(slot: &WorkerSlot) -> AttachGuard {
 #[derive(Debug)]
 pub(crate) struct AttachGuard {
     previous: *const WorkerSlot,
+    signal: libc::c_int,
 }
 
 impl Drop for AttachGuard {
     fn drop(&mut self) {
+        // A request sent just before the detach may still be on its way: blocked first, it stays
+        // pending until the thread exits, instead of reaching a thread without a slot, where it
+        // would look like somebody else's signal (rule 2) and go to the previous action.
+        // SAFETY: a zeroed sigset is filled by sigemptyset; blocking a signal on this thread
+        // has no other effect.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, self.signal);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
+        }
         if let Some(slot) = current_slot() {
             slot.detach_current_thread();
         }

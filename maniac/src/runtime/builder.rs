@@ -307,6 +307,7 @@ impl Builder {
             ));
         }
         let signal = self.preemption_signal;
+        // Signals the kernel, debuggers, job control or `abort` use for themselves.
         let reserved = [
             libc::SIGKILL,
             libc::SIGSTOP,
@@ -314,11 +315,19 @@ impl Builder {
             libc::SIGBUS,
             libc::SIGFPE,
             libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGABRT,
+            libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+            libc::SIGCONT,
         ];
         if !(1..=64).contains(&signal) || reserved.contains(&signal) {
             return invalid(format!(
                 "preemption_signal must be a signal number from 1 to 64 other than SIGKILL, \
-                 SIGSTOP, SIGSEGV, SIGBUS, SIGFPE and SIGILL (got {signal})"
+                 SIGSTOP, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGTSTP, SIGTTIN, \
+                 SIGTTOU and SIGCONT (got {signal}); the default, SIGURG, suits almost every \
+                 program"
             ));
         }
         if self.global_queue_interval == 0 {

@@ -1,0 +1,127 @@
+#![cfg(all(not(loom), target_os = "linux", target_arch = "x86_64"))]
+//! The preemption signal's handler chains (`signals` module doc, `preempt::signal` rule 2): a
+//! signal that is not one of the runtime's requests goes to the action installed before ours, and
+//! a stray one never disables preemption. One test: signal dispositions are the process's.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use common::bounded;
+
+/// Calls of the handler the test installs before any runtime exists.
+static EARLIER_HANDLER_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn earlier_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    EARLIER_HANDLER_CALLS.fetch_add(1, SeqCst);
+}
+
+fn install_earlier_handler(signal: libc::c_int) {
+    // SAFETY: a zeroed sigaction filled in with an SA_SIGINFO handler of the right signature.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = earlier_handler as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
+    }
+}
+
+/// Runs a 60 ms hog on a fresh 1-worker runtime preempting with `signal`, beside a task that
+/// sleeps; returns the preemptions counted.
+fn preempt_a_hog(signal: libc::c_int) -> u64 {
+    let rt = maniac::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .preemption_signal(signal)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let hog = maniac::spawn(async {
+            let start = Instant::now();
+            let mut x = 1u64;
+            while start.elapsed() < Duration::from_millis(60) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            x
+        });
+        for _ in 0..5 {
+            maniac::time::sleep(Duration::from_millis(2)).await;
+        }
+        hog.await.unwrap();
+    });
+    rt.metrics().preemptions()
+}
+
+/// Waits until the earlier handler has been called `calls` times in all.
+fn expect_earlier_calls(calls: usize, what: &str) {
+    let start = Instant::now();
+    while EARLIER_HANDLER_CALLS.load(SeqCst) < calls {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: the earlier handler saw {} of {calls} signals",
+            EARLIER_HANDLER_CALLS.load(SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(EARLIER_HANDLER_CALLS.load(SeqCst), calls, "{what}");
+}
+
+#[test]
+fn signals_that_are_not_requests_reach_the_earlier_handler_and_strays_never_disable_preemption() {
+    if !maniac::preempt::is_supported() {
+        eprintln!("preemption is not supported here: nothing to test");
+        return;
+    }
+    bounded(|| {
+        // A handler of the program's own, on the signal the runtime is told to use.
+        install_earlier_handler(libc::SIGUSR2);
+        assert!(
+            preempt_a_hog(libc::SIGUSR2) > 0,
+            "the hog was never preempted"
+        );
+        // The runtime's requests were all its own: none reached the earlier handler.
+        assert_eq!(EARLIER_HANDLER_CALLS.load(SeqCst), 0);
+        // Signals from elsewhere: to the process (SI_USER), and to a thread with tgkill from this
+        // process while no request is pending (the worker has exited by now, so to this thread).
+        // One at a time: standard signals pending together are delivered once.
+        for sent in 1..=5 {
+            // SAFETY: sending a signal whose handler is installed.
+            unsafe { libc::kill(libc::getpid(), libc::SIGUSR2) };
+            expect_earlier_calls(sent, "kill");
+        }
+        // SAFETY: as above, to this very thread.
+        unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                libc::gettid(),
+                libc::SIGUSR2,
+            );
+        }
+        expect_earlier_calls(6, "tgkill");
+        // And preemption still works after them.
+        assert!(
+            preempt_a_hog(libc::SIGUSR2) > 0,
+            "no preemption after the foreign SIGUSR2s"
+        );
+
+        // SIGURG, the default, whose earlier action is the default (ignore): stray ones are
+        // ignored, as they would have been, and leave the runtime's handler in place.
+        assert!(
+            preempt_a_hog(libc::SIGURG) > 0,
+            "the hog was never preempted with SIGURG"
+        );
+        for _ in 0..20 {
+            // SAFETY: SIGURG is handled (by the runtime's handler) and ignored by default.
+            unsafe { libc::kill(libc::getpid(), libc::SIGURG) };
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            preempt_a_hog(libc::SIGURG) > 0,
+            "stray SIGURGs disabled preemption (the handler was reset to the default)"
+        );
+        assert_eq!(EARLIER_HANDLER_CALLS.load(SeqCst), 6);
+    });
+}
