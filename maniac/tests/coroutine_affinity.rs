@@ -13,10 +13,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
-use std::time::Instant;
 
 use common::{TIMEOUT, bounded};
-use coroutine_common::{checksum, gettid, make_data};
+use coroutine_common::{checksum, gettid, hold_worker, make_data};
 use maniac::coroutine::{RunMode, run_mode, spawn_pinned, switch_now, sync_await};
 use maniac::task::yield_now;
 
@@ -270,21 +269,6 @@ fn sync_await_resumes_on_its_os_thread_under_stealing_pressure() {
             assert_eq!(total, expected, "task {seed}");
         }
     });
-}
-
-/// Spins (without yielding to the runtime) until `release` is set, at most `TIMEOUT`.
-fn hold_worker(release: &AtomicBool) -> bool {
-    // Inside `no_preempt`: holding the worker is the point, and preemption would free it.
-    maniac::preempt::no_preempt(|| {
-        let deadline = Instant::now() + TIMEOUT;
-        while !release.load(SeqCst) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::hint::spin_loop();
-        }
-        true
-    })
 }
 
 #[test]

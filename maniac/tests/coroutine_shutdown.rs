@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Counter, DropGuard, TIMEOUT, bounded, with_timeout};
-use coroutine_common::{checksum, in_child, live_stacks, make_data};
+use coroutine_common::{checksum, hold_worker, in_child, live_stacks, make_data};
 use maniac::coroutine::{RunMode, run_mode, spawn_pinned, stack_stats, switch_now, sync_await};
 use maniac::runtime::{Builder, Runtime};
 use maniac::task::{JoinHandle, yield_now};
@@ -35,21 +35,6 @@ fn one_worker_lifo_first() -> Runtime {
 /// suspended: a task spawned now can run only when the worker is free.
 fn worker_is_free(rt: &Runtime) {
     rt.block_on(rt.spawn(async {})).unwrap();
-}
-
-/// Spins (without yielding to the runtime) until `release` is set; false after `TIMEOUT`.
-fn hold_worker_until(release: &AtomicBool) -> bool {
-    // Inside `no_preempt`: holding the worker is the point, and preemption would free it.
-    maniac::preempt::no_preempt(|| {
-        let deadline = Instant::now() + TIMEOUT;
-        while !release.load(SeqCst) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::hint::spin_loop();
-        }
-        true
-    })
 }
 
 /// Spins until the runtime of the calling task has begun to shut down (a task spawned then is
@@ -196,7 +181,7 @@ fn abort_of_a_switched_task_takes_effect_at_its_next_poll_boundary() {
                     false,
                     move |resumed| {
                         held_tx.send(resumed).unwrap();
-                        hold_worker_until(&go);
+                        hold_worker(&go);
                     },
                 )
             };
@@ -280,6 +265,16 @@ fn dropping_the_runtime_finishes_a_switched_poll_before_returning() {
             assert_eq!(value, checksum(&make_data(3, 1000)), "{mode:?}");
         }
     });
+}
+
+/// How many abandoned tasks `child` reported on stderr, in all of its report lines.
+fn abandoned_reported(child: &coroutine_common::ChildOutput) -> usize {
+    child
+        .stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("maniac: shutdown abandoned "))
+        .map(|rest| rest.split(' ').next().unwrap().parse::<usize>().unwrap())
+        .sum()
 }
 
 /// Fails the test unless `child` passed and said on stderr that it abandoned `count` task(s).
@@ -413,77 +408,101 @@ fn dropping_the_runtime_abandons_a_task_stuck_in_sync_await() {
     }
 }
 
+/// The child's part of the two tests below: a task in None mode and one in Poll mode whose polls
+/// never end (`never_ending(mode, started)`, which calls `started` once it runs), both awaited on
+/// foreign threads; `shutdown_timeout(300 ms)` must abandon both at its deadline, cancel and wake
+/// their join handles, run none of their destructors, and let the workers exit. `ready` says when
+/// the shutdown may begin.
+fn shutdown_abandons_never_ending_polls<Fut>(
+    never_ending: fn(RunMode, Arc<Counter>) -> Fut,
+    ready: impl Fn(&maniac::runtime::Runtime) -> bool,
+) where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    const WORKERS: usize = 2;
+    let (exits, exited) = mpsc::channel();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .on_thread_start(move || signal_thread_exit(exits.clone()))
+        .build()
+        .unwrap();
+    let drops = Counter::new();
+    let started = Counter::new();
+    let handles: Vec<_> = [RunMode::None, RunMode::Poll]
+        .into_iter()
+        .map(|mode| {
+            let _enter = rt.enter();
+            let guard = DropGuard(drops.clone());
+            let body = never_ending(mode, started.clone());
+            let task = async move {
+                let _guard = guard;
+                body.await
+            };
+            match mode {
+                RunMode::Poll => spawn_pinned(task),
+                _ => maniac::spawn(task),
+            }
+        })
+        .collect();
+    started.expect(2, TIMEOUT, "both tasks to start");
+    let since = std::time::Instant::now();
+    while !ready(&rt) {
+        assert!(since.elapsed() < TIMEOUT, "never ready to shut down");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Both handles are already being awaited (on foreign threads) when the shutdown abandons
+    // their tasks: the abandonment must wake them.
+    let waiters: Vec<_> = handles.into_iter().map(await_on_a_thread).collect();
+    shut_down_in_time(rt, Duration::from_millis(300));
+    for waiter in waiters {
+        let error = waiter
+            .recv_timeout(TIMEOUT)
+            .expect("a waiting join handle was not woken")
+            .expect_err("a never-ending poll ended");
+        assert!(error.is_cancelled(), "{error:?}");
+    }
+    assert_eq!(drops.get(), 0, "an abandoned task's destructors ran");
+    // shutdown_timeout returned at its deadline, while the workers were still abandoning: they
+    // finish (and report) on their own.
+    for _ in 0..WORKERS {
+        exited
+            .recv_timeout(TIMEOUT)
+            .expect("a worker thread did not exit");
+    }
+}
+
+/// The parent's part: the child passed and reported both tasks abandoned (in one line normally,
+/// two if the caller reported while a worker was still abandoning).
+fn assert_two_abandoned(child: Option<coroutine_common::ChildOutput>) {
+    if let Some(child) = child {
+        child.assert_passed();
+        let reported = abandoned_reported(&child);
+        assert_eq!(reported, 2, "abandoned tasks reported:\n{}", child.stderr);
+    }
+}
+
 #[test]
 fn shutdown_timeout_abandons_switched_polls_that_never_end() {
     let child = in_child(
         "shutdown_timeout_abandons_switched_polls_that_never_end",
         || {
             bounded(|| {
-                const WORKERS: usize = 2;
-                let (exits, exited) = mpsc::channel();
-                let rt = Builder::new_multi_thread()
-                    .worker_threads(WORKERS)
-                    .on_thread_start(move || signal_thread_exit(exits.clone()))
-                    .build()
-                    .unwrap();
-                let drops = Counter::new();
-                let switching = Counter::new();
-                let handles: Vec<_> = [RunMode::None, RunMode::Poll]
-                    .into_iter()
-                    .map(|mode| {
-                        let _enter = rt.enter();
-                        let guard = DropGuard(drops.clone());
-                        let switching = switching.clone();
-                        let task = async move {
-                            let _guard = guard;
-                            assert_eq!(run_mode(), Some(mode));
-                            switching.inc();
-                            loop {
-                                switch_now().expect("switch");
-                            }
-                        };
-                        match mode {
-                            RunMode::Poll => spawn_pinned(task),
-                            _ => maniac::spawn(task),
+                shutdown_abandons_never_ending_polls(
+                    |mode, started| async move {
+                        assert_eq!(run_mode(), Some(mode));
+                        started.inc();
+                        loop {
+                            switch_now().expect("switch");
                         }
-                    })
-                    .collect();
-                switching.expect(2, TIMEOUT, "both tasks to switch");
-                // Both handles are already being awaited (on foreign threads) when the shutdown
-                // abandons their tasks: the abandonment must wake them.
-                let waiters: Vec<_> = handles.into_iter().map(await_on_a_thread).collect();
-                shut_down_in_time(rt, Duration::from_millis(300));
-                for waiter in waiters {
-                    let error = waiter
-                        .recv_timeout(TIMEOUT)
-                        .expect("a waiting join handle was not woken")
-                        .expect_err("a never-ending poll ended");
-                    assert!(error.is_cancelled(), "{error:?}");
-                }
-                assert_eq!(drops.get(), 0, "an abandoned task's destructors ran");
-                // shutdown_timeout returned at its deadline, while the workers were still
-                // abandoning: they finish (and report) on their own.
-                for _ in 0..WORKERS {
-                    exited
-                        .recv_timeout(TIMEOUT)
-                        .expect("a worker thread did not exit");
-                }
+                    },
+                    |_| true,
+                );
                 // The switched worker generator and the pinned task's own stack are leaked.
                 assert_eq!(live_stacks(), 2, "{:?}", stack_stats());
             });
         },
     );
-    if let Some(child) = child {
-        child.assert_passed();
-        // One line normally; two if the caller reported while a worker was still abandoning.
-        let reported: usize = child
-            .stderr
-            .lines()
-            .filter_map(|line| line.strip_prefix("maniac: shutdown abandoned "))
-            .map(|rest| rest.split(' ').next().unwrap().parse::<usize>().unwrap())
-            .sum();
-        assert_eq!(reported, 2, "abandoned tasks reported:\n{}", child.stderr);
-    }
+    assert_two_abandoned(child);
 }
 
 /// ARCHITECTURE.md: shutdown resumes preempted polls until they end, up to the shutdown
@@ -499,65 +518,20 @@ fn shutdown_timeout_abandons_preempted_polls_that_never_end() {
         "shutdown_timeout_abandons_preempted_polls_that_never_end",
         || {
             bounded(|| {
-                const WORKERS: usize = 2;
-                let (exits, exited) = mpsc::channel();
-                let rt = Builder::new_multi_thread()
-                    .worker_threads(WORKERS)
-                    .on_thread_start(move || signal_thread_exit(exits.clone()))
-                    .build()
-                    .unwrap();
-                let drops = Counter::new();
-                let handles: Vec<_> = [RunMode::None, RunMode::Poll]
-                    .into_iter()
-                    .map(|mode| {
-                        let _enter = rt.enter();
-                        let guard = DropGuard(drops.clone());
-                        let task = async move {
-                            let _guard = guard;
-                            let mut x = 1u64;
-                            loop {
-                                x = std::hint::black_box(x.wrapping_mul(6364136223846793005) + 1);
-                            }
-                        };
-                        match mode {
-                            RunMode::Poll => spawn_pinned(task),
-                            _ => maniac::spawn(task),
+                shutdown_abandons_never_ending_polls(
+                    |_, started| async move {
+                        started.inc();
+                        let mut x = 1u64;
+                        loop {
+                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005) + 1);
                         }
-                    })
-                    .collect();
-                let start = std::time::Instant::now();
-                while rt.metrics().preemptions() < 4 {
-                    assert!(start.elapsed() < TIMEOUT, "the hogs were never preempted");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                let waiters: Vec<_> = handles.into_iter().map(await_on_a_thread).collect();
-                shut_down_in_time(rt, Duration::from_millis(300));
-                for waiter in waiters {
-                    let error = waiter
-                        .recv_timeout(TIMEOUT)
-                        .expect("a waiting join handle was not woken")
-                        .expect_err("a never-ending poll ended");
-                    assert!(error.is_cancelled(), "{error:?}");
-                }
-                assert_eq!(drops.get(), 0, "an abandoned task's destructors ran");
-                for _ in 0..WORKERS {
-                    exited
-                        .recv_timeout(TIMEOUT)
-                        .expect("a worker thread did not exit");
-                }
+                    },
+                    |rt| rt.metrics().preemptions() >= 4,
+                );
             });
         },
     );
-    if let Some(child) = child {
-        child.assert_passed();
-        let reported: usize = child
-            .stderr
-            .lines()
-            .filter_map(|line| line.strip_prefix("maniac: shutdown abandoned "))
-            .map(|rest| rest.split(' ').next().unwrap().parse::<usize>().unwrap())
-            .sum();
-        assert_eq!(reported, 2, "abandoned tasks reported:\n{}", child.stderr);
-    }
+    assert_two_abandoned(child);
 }
 
 thread_local! {

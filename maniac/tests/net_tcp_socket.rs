@@ -4,22 +4,12 @@
 
 mod common;
 
-use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use common::{bounded, multi};
+use common::on_two_workers;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use maniac::net::{TcpListener, TcpSocket, TcpStream};
-
-/// Runs the test body on a fresh two-worker runtime, bounded by `common::TIMEOUT`.
-fn on_two_workers<F, Fut>(body: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    bounded(move || multi(2).block_on(body()));
-}
 
 fn any_loopback_port() -> SocketAddr {
     (Ipv4Addr::LOCALHOST, 0).into()

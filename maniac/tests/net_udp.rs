@@ -5,23 +5,13 @@
 
 mod common;
 
-use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bounded, multi};
+use common::{bounded, multi, on_two_workers};
 use maniac::net::UdpSocket;
-
-/// Runs the test body on a fresh two-worker runtime, bounded by `common::TIMEOUT`.
-fn on_two_workers<F, Fut>(body: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    bounded(move || multi(2).block_on(body()));
-}
 
 /// A socket on a free loopback port.
 async fn loopback() -> UdpSocket {

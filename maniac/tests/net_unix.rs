@@ -6,26 +6,17 @@
 
 mod common;
 
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::task::Poll;
 
-use common::{bounded, multi};
+use common::on_two_workers;
 use futures::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use maniac::net::unix::ReuniteError;
 use maniac::net::{UnixDatagram, UnixListener, UnixStream};
-
-/// Runs the test body on a fresh two-worker runtime, bounded by `common::TIMEOUT`.
-fn on_two_workers<F, Fut>(body: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    bounded(move || multi(2).block_on(body()));
-}
 
 /// A socket path of this test process, removed (if it exists) when dropped.
 struct SocketPath(PathBuf);

@@ -155,6 +155,15 @@ pub fn panic_text<R>(f: impl FnOnce() -> R) -> String {
     }
 }
 
+/// Runs the test body on a fresh two-worker runtime, bounded by [`TIMEOUT`].
+pub fn on_two_workers<F, Fut>(body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    bounded(move || multi(2).block_on(body()));
+}
+
 /// A multi-thread runtime with `workers` workers.
 pub fn multi(workers: usize) -> maniac::runtime::Runtime {
     maniac::runtime::Builder::new_multi_thread()

@@ -14,11 +14,12 @@ use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::panic;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Once, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::common::{EXPECTED, panic_message};
+use crate::common::{EXPECTED, TIMEOUT, panic_message};
 
 /// The OS thread id of the calling thread (`gettid(2)`): unlike `std::thread::ThreadId`, it says
 /// which kernel thread really runs the code, which is what thread affinity is about.
@@ -246,4 +247,19 @@ pub fn in_child(name: &str, body: impl FnOnce()) -> Option<ChildOutput> {
     } else {
         Some(run_child(name, CHILD_TIMEOUT))
     }
+}
+
+/// Spins (without yielding to the runtime) until `release` is set, false after `TIMEOUT`.
+pub fn hold_worker(release: &AtomicBool) -> bool {
+    // Inside `no_preempt`: holding the worker is the point, and preemption would free it.
+    maniac::preempt::no_preempt(|| {
+        let deadline = Instant::now() + TIMEOUT;
+        while !release.load(SeqCst) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+        true
+    })
 }
