@@ -137,7 +137,7 @@ impl MonitorShared {
             Some((same, since)) if same == poll => {
                 let running = now - since;
                 slot.record_poll_length(u64::try_from(running.as_nanos()).unwrap_or(u64::MAX));
-                if running >= self.quantum && slot.request() {
+                if running >= self.quantum && slot.request(poll) {
                     self.signal(slot);
                 }
                 true

@@ -6,7 +6,8 @@
 //!    (system calls it interrupts resume by themselves where the kernel can).
 //! 2. A signal is a request of ours only if this process sent it with `tgkill` (`SI_TKILL` from our
 //!    pid) to a worker thread that has a request pending, which the handler takes. Anything else
-//!    goes to the action installed before ours.
+//!    goes to the action installed before ours. A request for a poll that has ended is dropped
+//!    (`slot` module doc, "requested").
 //! 3. The handler never switches stacks. It checks the safe-point rules (`safepoint`) and, when
 //!    they hold, rewrites the interrupted context so that the thread, on return from the signal,
 //!    runs the trampoline (`trampoline`) as if the interrupted instruction had called it; when they
@@ -19,6 +20,7 @@ use std::io;
 use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use super::DeferReason;
 use super::safepoint;
 use super::slot::WorkerSlot;
 use super::trampoline;
@@ -92,12 +94,18 @@ extern "C" fn handle_request(
     let from_us = unsafe {
         (*info).si_code == libc::SI_TKILL && (*info).si_pid() == PROCESS_ID.load(Ordering::Acquire)
     };
-    let slot = current_slot().filter(|slot| from_us && slot.take_request());
-    let Some(slot) = slot else {
+    let request = current_slot()
+        .filter(|_| from_us)
+        .and_then(|slot| Some((slot, slot.take_request()?)));
+    let Some((slot, current)) = request else {
         // SAFETY: our handler for `signal`, with the kernel's arguments.
         unsafe { signals::forward(signal, info, context) };
         return;
     };
+    if !current {
+        slot.count_deferral(DeferReason::Stale);
+        return;
+    }
     // SAFETY: for an SA_SIGINFO handler the third argument is the interrupted `ucontext_t`,
     // which the kernel restores on return; we are its only user until then.
     let registers = unsafe { &mut (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };

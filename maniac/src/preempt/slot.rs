@@ -8,18 +8,27 @@
 //! as ended (it no longer runs); resuming it begins a new one. The monitor reads it and takes "the
 //! same odd value in two looks a quantum apart" to mean "one poll has run for a quantum".
 //!
-//! ## `signal_pending`
-//! Set by the monitor before it signals the worker, cleared by the handler that takes the request:
-//! at most one signal per worker is in flight (Go's `signalPending`), and a signal that finds it
-//! clear is not ours and goes to the previous handler.
+//! ## `requested`
+//! `REQUESTED | sequence` of the poll a request is for (zero: none; sequence numbers have 63
+//! bits). Set by the monitor
+//! before it signals the worker, taken by the handler: at most one signal per worker is in flight
+//! (Go's `signalPending`), and a signal that finds none is not ours and goes to the previous
+//! handler. The handler preempts only if the poll running is the one requested: a signal takes
+//! some microseconds to arrive, and the long poll it was for may have ended meanwhile, in which
+//! case the poll it interrupts has only just begun (the request is stale, and dropped).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Marks `requested` as holding a request (module doc).
+const REQUESTED: u64 = 1 << 63;
 
 /// Why a preemption request was not taken (the handler's safe-point rules, `safepoint` module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeferReason {
+    /// The poll the request was for had ended when the signal arrived (`slot` module doc).
+    Stale,
     /// The thread was not inside a task's poll (rule 1).
     NotInPoll,
     /// A `no_preempt` section (or the runtime's own) was running (rule 2).
@@ -36,7 +45,8 @@ pub enum DeferReason {
 
 impl DeferReason {
     /// Every reason, in the order of the statistics.
-    pub const ALL: [DeferReason; 6] = [
+    pub const ALL: [DeferReason; 7] = [
+        DeferReason::Stale,
         DeferReason::NotInPoll,
         DeferReason::NoPreempt,
         DeferReason::Panicking,
@@ -55,7 +65,7 @@ impl DeferReason {
 #[derive(Debug)]
 pub(crate) struct WorkerSlot {
     poll_state: AtomicU64,
-    signal_pending: AtomicBool,
+    requested: AtomicU64,
     /// Whether the worker is parked (the monitor sleeps when every worker is).
     parked: AtomicBool,
     /// Set when a poll of this worker was preempted; the worker loop takes it and looks at its
@@ -75,7 +85,7 @@ impl WorkerSlot {
     pub(crate) fn new() -> WorkerSlot {
         WorkerSlot {
             poll_state: AtomicU64::new(0),
-            signal_pending: AtomicBool::new(false),
+            requested: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             preempted: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -134,19 +144,29 @@ impl WorkerSlot {
         (state & 1 == 1).then_some(state >> 1)
     }
 
-    /// For the monitor: claims the right to send a signal (coalescing; module doc).
-    pub(crate) fn request(&self) -> bool {
-        !self.signal_pending.swap(true, Ordering::AcqRel)
+    /// For the monitor: claims the right to send a signal for poll `poll` (coalescing; module
+    /// doc).
+    pub(crate) fn request(&self, poll: u64) -> bool {
+        self.requested
+            .compare_exchange(0, REQUESTED | poll, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// For the monitor: a signal could not be sent; the next look may try again.
     pub(crate) fn withdraw_request(&self) {
-        self.signal_pending.store(false, Ordering::Release);
+        self.requested.store(0, Ordering::Release);
     }
 
-    /// For the handler: takes the pending request, if there is one. Async-signal-safe.
-    pub(crate) fn take_request(&self) -> bool {
-        self.signal_pending.swap(false, Ordering::AcqRel)
+    /// For the handler: takes the pending request, if there is one: `Some(true)` if it is for
+    /// the poll running now, `Some(false)` if that poll has ended (module doc). Async-signal-safe.
+    pub(crate) fn take_request(&self) -> Option<bool> {
+        match self.requested.swap(0, Ordering::AcqRel) {
+            0 => None,
+            requested => Some(
+                self.running_poll()
+                    .is_some_and(|poll| REQUESTED | poll == requested),
+            ),
+        }
     }
 
     pub(crate) fn set_parked(&self, parked: bool) {
