@@ -240,6 +240,10 @@ fn dropping_a_join_set_aborts_its_tasks() {
                     );
                 }
             });
+            // A future that was never polled drops its captures in capture order, the
+            // receiver's sender first; the guard's drop may come a moment later, on a worker
+            // thread (and that worker may be preempted in between).
+            drops.expect(8, common::TIMEOUT, name);
             assert_eq!(drops.get(), 8, "{name}");
             let _ = tx.send(());
             assert!(

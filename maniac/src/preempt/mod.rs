@@ -75,7 +75,9 @@
 //! would block the worker for good). Rule 3's denylist is by symbol: code of a denied
 //! function that the compiler *inlined* into an allowed one is not recognised, and a crate not on
 //! the list that holds a blocking lock or a thread-local borrow inside its own code is not known
-//! to be unsafe to interrupt; for such code the hazards above and their remedies apply.
+//! to be unsafe to interrupt; for such code the hazards above and their remedies apply. So does
+//! a waker written in the program itself: crates call wakers with their own locks held
+//! (event-listener notifies under its list's lock), and a waker's code is the program's.
 //! The price of denying the standard library whole is latency, not safety: a poll that spends
 //! its time inside a std, core or alloc function that was not inlined into the task's own code
 //! (sorting a huge slice, say) is preempted only when it comes back to its own code, or at the

@@ -16,7 +16,8 @@
 //!    in other objects (libc, the vDSO, `libgcc_s`) is not ours to reason about: `malloc` holding
 //!    its arena lock, `memcpy` in the middle of a copy from a buffer another task may free. Inside
 //!    the executable, the denylist covers what holds locks or thread-local state on behalf of its
-//!    caller: the runtime's own scheduling, registries, drivers, pools and coroutine switching;
+//!    caller: the runtime whole (its scheduling, drivers and pools, and its wakers, which other
+//!    crates call with their own locks held) and corosensei's switching;
 //!    the whole standard library (`std`, `core`, `alloc`: its locks are held across calls into
 //!    its small generic helpers, so no list of its modules is enough); the synchronisation
 //!    crates a task commonly calls into, whole (tokio, futures, async-task, crossbeam,
@@ -45,18 +46,10 @@ use crate::runtime::context;
 /// does, or `Type` is not a path (a primitive, a slice, a reference to one) and `Trait` does or
 /// there is none (`<[T]>::sort`).
 pub(crate) const DENIED_PATHS: &[&str] = &[
-    // The runtime's own internals: scheduling, registries, drivers, pools, switching.
-    "maniac::scheduler::",
-    "maniac::task::registry::",
-    "maniac::task::join_set::",
-    "maniac::coroutine::",
-    "maniac::preempt::",
-    "maniac::io::reactor::",
-    "maniac::io::scheduled_io::",
-    "maniac::time::driver::",
-    "maniac::time::wheel::",
-    "maniac::blocking::",
-    "maniac::runtime::",
+    // The runtime, whole: its scheduling, registries, drivers and pools, and also its wakers and
+    // the glue around a task's poll, which other crates call with their own locks held (an
+    // event-listener notifying under its list's lock). A task's time is in its own code.
+    "maniac::",
     // Stack switching: a signal in the middle of a switch sees the next generator as current
     // while the registers and stack are still half the previous one's.
     "corosensei::",
@@ -132,8 +125,14 @@ pub(crate) fn is_denied(name: &str) -> bool {
         .strip_prefix("mut ")
         .or_else(|| self_type.strip_prefix("const "))
         .unwrap_or(self_type);
+    // Function pointers and trait objects are not paths either (`<fn(Runnable) as
+    // async_task::Schedule>::schedule`, the glue that calls a runtime's schedule function).
+    let not_a_path = !self_type.contains("::")
+        || ["fn(", "unsafe ", "extern ", "dyn "]
+            .iter()
+            .any(|prefix| self_type.starts_with(prefix));
     // A type that is not a path has its inherent impls in `core`/`alloc`/`std` only.
-    denied_path(self_type) || (!self_type.contains("::") && trait_path.is_none_or(denied_path))
+    denied_path(self_type) || (not_a_path && trait_path.is_none_or(denied_path))
 }
 
 /// What rule 3 knows about the executable.
@@ -141,31 +140,38 @@ pub(crate) fn is_denied(name: &str) -> bool {
 pub(crate) struct CodeMap {
     /// The executable's code, as `[start, end)` ranges in memory.
     executable: Vec<(usize, usize)>,
-    /// The denied functions, sorted and merged `[start, end)` ranges in memory.
-    denied: Vec<(usize, usize)>,
+    /// Where rule 3 allows preemption: the executable's sized function symbols that are not
+    /// denied, minus every denied one's range (aliases of one body share an address), sorted
+    /// and merged `[start, end)` ranges in memory. `None` for a stripped executable. Code under no
+    /// sized symbol (the PLT's stubs, through which the runtime's and std's own calls to libc
+    /// pass with their locks held) is never allowed.
+    allowed: Option<Vec<(usize, usize)>>,
 }
 
 static CODE_MAP: OnceLock<CodeMap> = OnceLock::new();
 
-/// Builds the code map (once per process). Returns how many functions are denied.
-pub(crate) fn build_code_map() -> usize {
-    CODE_MAP.get_or_init(CodeMap::read).denied.len()
+/// Builds the code map (once per process).
+pub(crate) fn build_code_map() {
+    CODE_MAP.get_or_init(CodeMap::read);
 }
 
 impl CodeMap {
     fn read() -> CodeMap {
         let (bias, executable) = executable_segments();
-        let denied = match denied_functions(bias) {
-            Ok(denied) => denied,
+        let allowed = match allowed_functions(bias) {
+            Ok(allowed) => Some(allowed),
             Err(why) => {
                 eprintln!(
                     "maniac: preemption reads no symbol table ({why}); it will interrupt any \
                      code of the executable (rule 3 of maniac::preempt reduced to its first half)"
                 );
-                Vec::new()
+                None
             }
         };
-        CodeMap { executable, denied }
+        CodeMap {
+            executable,
+            allowed,
+        }
     }
 
     fn contains(ranges: &[(usize, usize)], address: usize) -> bool {
@@ -220,30 +226,33 @@ fn executable_segments() -> (usize, Vec<(usize, usize)>) {
     (found.bias, found.segments)
 }
 
-/// The denied functions of the executable's symbol table, in memory (module doc, rule 3).
-fn denied_functions(bias: usize) -> Result<Vec<(usize, usize)>, String> {
+/// The allowed functions of the executable's symbol table, in memory (`CodeMap::allowed`).
+fn allowed_functions(bias: usize) -> Result<Vec<(usize, usize)>, String> {
     use object::{Object, ObjectSymbol, SymbolKind};
     let path = std::env::current_exe().map_err(|e| e.to_string())?;
     let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
-    let mut ranges = Vec::new();
-    let mut any = false;
+    let (mut allowed, mut denied) = (Vec::new(), Vec::new());
     for symbol in file.symbols() {
         if symbol.kind() != SymbolKind::Text || symbol.size() == 0 {
             continue;
         }
-        any = true;
-        let Ok(name) = symbol.name() else {
-            continue;
-        };
-        if is_denied_symbol(name) {
-            let start = bias + symbol.address() as usize;
-            ranges.push((start, start + symbol.size() as usize));
+        let start = bias + symbol.address() as usize;
+        let range = (start, start + symbol.size() as usize);
+        // A name that cannot be read is denied: nothing says what the code does.
+        match symbol.name() {
+            Ok(name) if !is_denied_symbol(name) => allowed.push(range),
+            _ => denied.push(range),
         }
     }
-    if !any {
+    if allowed.is_empty() && denied.is_empty() {
         return Err("the executable is stripped".into());
     }
+    Ok(subtract(&merge(allowed), &merge(denied)))
+}
+
+/// Sorts `ranges` and merges the overlapping ones.
+fn merge(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
     ranges.sort_unstable();
     let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {
@@ -252,7 +261,34 @@ fn denied_functions(bias: usize) -> Result<Vec<(usize, usize)>, String> {
             _ => merged.push((start, end)),
         }
     }
-    Ok(merged)
+    merged
+}
+
+/// `from` without `remove` (both sorted and merged).
+fn subtract(from: &[(usize, usize)], remove: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut result = Vec::with_capacity(from.len());
+    let mut removed = remove.iter().peekable();
+    for &(mut start, end) in from {
+        // Skip the removals that end before this range starts.
+        while removed.peek().is_some_and(|&&(_, r_end)| r_end <= start) {
+            removed.next();
+        }
+        let mut later = removed.clone();
+        while let Some(&&(r_start, r_end)) = later.peek() {
+            if r_start >= end {
+                break;
+            }
+            if r_start > start {
+                result.push((start, r_start));
+            }
+            start = start.max(r_end);
+            later.next();
+        }
+        if start < end {
+            result.push((start, end));
+        }
+    }
+    result
 }
 
 /// The four rules, for an interrupted `pc` and `sp`. Async-signal-safe.
@@ -276,7 +312,11 @@ pub(crate) fn check(pc: usize, sp: usize) -> Result<(), DeferReason> {
     if !CodeMap::contains(&map.executable, pc) {
         return Err(DeferReason::OutsideExecutable);
     }
-    if CodeMap::contains(&map.denied, pc) {
+    if map
+        .allowed
+        .as_ref()
+        .is_some_and(|allowed| !CodeMap::contains(allowed, pc))
+    {
         return Err(DeferReason::Denylisted);
     }
     // Rule 4.
@@ -316,6 +356,9 @@ mod tests {
             "corosensei::coroutine::Yielder<Input,Yield>::suspend",
             "__rust_alloc",
             "maniac_preempt_trampoline",
+            "maniac::task::cell::poll_user",
+            "<fn(async_task::runnable::Runnable<maniac::task::cell::TaskMeta>, async_task::runnable::ScheduleInfo) as async_task::runnable::Schedule<maniac::task::cell::TaskMeta>>::schedule",
+            "<dyn core::any::Any as core::fmt::Debug>::fmt",
         ] {
             assert!(is_denied(denied), "{denied} is not denied");
         }
@@ -323,8 +366,8 @@ mod tests {
             "myapp::compute::hog",
             "<myapp::Matrix as core::ops::arith::Mul>::mul",
             "<myapp::Job as core::future::future::Future>::poll",
-            "maniac::time::Instant::now",
-            "maniac::task::cell::poll_user",
+            "myapp::compute::hog::{closure#0}",
+            "<fn(u64) -> u64 as myapp::Kernel>::run",
         ] {
             assert!(!is_denied(allowed), "{allowed} is denied");
         }
@@ -343,27 +386,58 @@ mod tests {
     }
 
     #[test]
-    fn this_test_binary_has_its_runtime_internals_denied() {
-        assert!(build_code_map() > 0);
+    fn subtracting_ranges_cuts_and_splits() {
+        let from = [(0, 10), (20, 30), (40, 50)];
+        let remove = [(5, 8), (9, 22), (45, 60)];
+        assert_eq!(
+            subtract(&from, &remove),
+            [(0, 5), (8, 9), (22, 30), (40, 45)]
+        );
+        assert_eq!(subtract(&from, &[]), from);
+        assert_eq!(subtract(&[(0, 10)], &[(0, 10)]), []);
+        assert_eq!(
+            merge(vec![(5, 9), (0, 3), (2, 6), (20, 21)]),
+            [(0, 9), (20, 21)]
+        );
+    }
+
+    #[test]
+    fn this_test_binary_allows_only_code_that_is_not_denied() {
+        use object::{Object, ObjectSection};
+        build_code_map();
         let map = CODE_MAP.get().unwrap();
-        // A scheduler function (denied) and one of the time module's (allowed: not an internal).
+        let allowed = map
+            .allowed
+            .as_ref()
+            .expect("a test binary has a symbol table");
+        let allows = |address: usize| CodeMap::contains(allowed, address);
+        // A scheduler function, and a std generic instantiated in this crate (a v0 symbol of
+        // ours, std's path): denied.
         let internal = crate::scheduler::schedule_task as *const () as usize;
         assert!(CodeMap::contains(&map.executable, internal));
-        assert!(
-            CodeMap::contains(&map.denied, internal),
-            "scheduler code not denied"
-        );
-        // A std generic instantiated in this crate (a v0 symbol of ours, std's path).
+        assert!(!allows(internal), "scheduler code allowed");
         let std_generic = std::sync::Mutex::<u64>::lock as *const () as usize;
+        assert!(!allows(std_generic), "Mutex::<u64>::lock allowed");
+        // A dependency that holds nothing for its caller: allowed.
+        let dependency = rustc_demangle::try_demangle as *const () as usize;
         assert!(
-            CodeMap::contains(&map.denied, std_generic),
-            "Mutex::<u64>::lock not denied"
+            allows(dependency),
+            "rustc_demangle::try_demangle not allowed"
         );
-        let allowed = crate::time::Instant::now as *const () as usize;
-        assert!(CodeMap::contains(&map.executable, allowed));
-        assert!(
-            !CodeMap::contains(&map.denied, allowed),
-            "maniac::time::Instant denied"
-        );
+        // The PLT's stubs (no sized symbol): never allowed.
+        let (bias, _) = executable_segments();
+        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let mut stubs = 0;
+        for section in file.sections() {
+            if matches!(section.name(), Ok(".plt" | ".plt.sec" | ".plt.got")) {
+                for offset in (0..section.size()).step_by(4) {
+                    let address = bias + (section.address() + offset) as usize;
+                    assert!(!allows(address), "a PLT stub is allowed");
+                    stubs += 1;
+                }
+            }
+        }
+        assert!(stubs > 0, "no PLT found to check");
     }
 }

@@ -220,8 +220,11 @@ impl Builder {
     }
 
     /// How long a poll may run before it is preempted (default 1 ms; 100 µs to 100 ms, else
-    /// `build` fails). A poll is preempted after running between one quantum and one quantum and
-    /// a quarter.
+    /// `build` fails). The monitor asks for a preemption once a poll has run for one quantum to
+    /// one and a quarter (up to two and a quarter when the poll starts while every other poll is
+    /// short and the monitor looks less often). The request is honoured at the next async-safe
+    /// point: at once in the task's own code, later if the task is inside the standard library
+    /// or another denied crate (`maniac::preempt`, "What is and is not enforced").
     pub fn preemption_quantum(&mut self, quantum: Duration) -> &mut Builder {
         self.preemption_quantum = quantum;
         self
@@ -229,15 +232,16 @@ impl Builder {
 
     /// The signal that carries preemption requests (default `SIGURG`: ignored by default, unused
     /// by libc, harmless when spurious). Other handlers of it keep receiving the signals that are
-    /// not requests. `SIGKILL`, `SIGSTOP`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL` and numbers out of
-    /// range make `build` fail.
+    /// not requests. `SIGKILL`, `SIGSTOP`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`, `SIGTRAP`,
+    /// `SIGABRT`, the job-control signals and numbers out of range make `build` fail.
     pub fn preemption_signal(&mut self, signal: i32) -> &mut Builder {
         self.preemption_signal = signal;
         self
     }
 
-    /// Enables the I/O and time drivers. Accepted now for tokio compatibility; sockets and
-    /// timers arrive with the networking work, and will need it.
+    /// Enables the I/O and time drivers. Accepted for tokio compatibility: maniac's drivers are
+    /// always on (idle workers wait in them, and a program that never registers a socket or a
+    /// timer pays nothing for them), so this and the two below change nothing.
     pub fn enable_all(&mut self) -> &mut Builder {
         self.enable_io().enable_time()
     }
