@@ -6,15 +6,23 @@
 //! ones), runs the workload's setup, warms up, times up to K iterations (K per workload, within a
 //! time budget) and drops the runtime before the other one starts. The report gives each runtime's median over the
 //! repetitions, the ratio maniac/tokio of the medians, and the spread. A last figure, memory per
-//! idle task, is measured in child processes (module [`memory`]). Last, the costs of maniac's
-//! coroutine machinery, which tokio has no counterpart of (module [`coroutine`]).
+//! idle task, is measured in child processes (module [`memory`]). Then the costs of maniac's
+//! coroutine machinery, which tokio has no counterpart of (module [`coroutine`]). Last,
+//! preemption: how often the machine takes a busy thread's core away, wake latency beside CPU
+//! hogs against tokio, the cost of a preemption and a bare signal's (module [`preempt`]).
+//!
+//! `--preemption off|on|both` chooses maniac's preemption in the suite (default on, the
+//! runtime's default); with `both` each repetition runs maniac both ways and tokio, and a second
+//! table gives the ratio on/off per workload.
 //!
 //! ```text
 //! maniac-bench [--quick] [--json] [--workers N] [--only NAME[,NAME]] [--reps N] [--verbose]
+//!              [--preemption off|on|both] [--seconds S]
 //! ```
 
 mod coroutine;
 mod memory;
+mod preempt;
 mod rt;
 mod stats;
 mod sysinfo;
@@ -45,19 +53,61 @@ const HANG_TIMEOUT: Duration = Duration::from_secs(60);
 /// Usage text.
 const USAGE: &str = "\
 usage: maniac-bench [--quick] [--json] [--workers N] [--only NAME[,NAME]] [--reps N] [--verbose]
+                    [--preemption off|on|both] [--seconds S]
 
   --quick        5 repetitions and fewer iterations per repetition (suite under a minute)
   --json         one JSON object per line on stdout (header goes to stderr)
   --workers N    worker threads of both runtimes (default: available cores; tokio's own
                  benches use 4)
   --only NAMES   comma-separated workloads to run (see below)
-  --reps N       repetitions per workload (default 15, 5 with --quick)
+  --reps N       repetitions per workload (default 15, 5 with --quick; preemption
+                 measurements: 3 for preempt_latency, 5 for the others, 1 with --quick)
   --verbose      every repetition's figure on stderr
+  --preemption M maniac's preemption in the suite and the memory figure: on (default, 1 ms
+                 quantum), off, or both (each repetition runs both; ratio on/off per workload)
+  --seconds S    measuring time of each preempt_latency contender (default 2, 0.4 with --quick)
 
 workloads: spawn_many_local spawn_many_remote_idle spawn_many_remote_busy1
            spawn_many_remote_busy2 ping_pong yield_many chained_spawn memory_per_idle_task
 coroutines (maniac only): poll_none poll_pinned switch_none switch_pinned generator_pooled
-           generator_fresh_mmap";
+           generator_fresh_mmap
+preemption: cpu_gaps preempt_latency (maniac at 1 ms and 100 µs, maniac off, tokio)
+           preempt_cost signal_roundtrip";
+
+/// maniac's preemption in the suite (`--preemption`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PreemptionMode {
+    On,
+    Off,
+    Both,
+}
+
+impl PreemptionMode {
+    fn parse(text: &str) -> Result<PreemptionMode, String> {
+        match text {
+            "on" => Ok(PreemptionMode::On),
+            "off" => Ok(PreemptionMode::Off),
+            "both" => Ok(PreemptionMode::Both),
+            other => Err(format!("--preemption takes off, on or both, not {other:?}")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PreemptionMode::On => "on",
+            PreemptionMode::Off => "off",
+            PreemptionMode::Both => "both",
+        }
+    }
+
+    /// The setting of the suite's main maniac column (on for `both`).
+    fn primary(self) -> Option<Duration> {
+        match self {
+            PreemptionMode::On | PreemptionMode::Both => Some(maniac::preempt::DEFAULT_QUANTUM),
+            PreemptionMode::Off => None,
+        }
+    }
+}
 
 /// The command line.
 #[derive(Debug)]
@@ -67,8 +117,13 @@ struct Options {
     verbose: bool,
     workers: usize,
     reps: usize,
+    /// Whether `--reps` was given (the preemption measurements have their own defaults).
+    reps_given: bool,
     only: Option<Vec<String>>,
     memory_child: Option<String>,
+    preemption: PreemptionMode,
+    /// `--seconds`, for `preempt_latency`.
+    seconds: Option<Duration>,
 }
 
 impl Options {
@@ -81,6 +136,8 @@ impl Options {
         let mut reps = None;
         let mut only = None;
         let mut memory_child = None;
+        let mut preemption = PreemptionMode::On;
+        let mut seconds = None;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -105,6 +162,16 @@ impl Options {
                 "--verbose" | "-v" => verbose = true,
                 "--workers" => workers = Some(positive("--workers", value("--workers")?)?),
                 "--reps" => reps = Some(positive("--reps", value("--reps")?)?),
+                "--preemption" => preemption = PreemptionMode::parse(&value("--preemption")?)?,
+                "--seconds" => {
+                    let text = value("--seconds")?;
+                    match text.parse::<f64>() {
+                        Ok(secs) if secs > 0.0 && secs <= 600.0 => {
+                            seconds = Some(Duration::from_secs_f64(secs));
+                        }
+                        _ => return Err(format!("--seconds needs 0 < S <= 600, not {text:?}")),
+                    }
+                }
                 "--only" => {
                     let names: Vec<String> = value("--only")?
                         .split(',')
@@ -115,7 +182,8 @@ impl Options {
                     for name in &names {
                         let known = name == MEMORY_BENCH
                             || WORKLOADS.iter().any(|workload| workload.name == name)
-                            || coroutine::MEASUREMENTS.iter().any(|m| m.name == name);
+                            || coroutine::MEASUREMENTS.iter().any(|m| m.name == name)
+                            || preempt::NAMES.contains(&name.as_str());
                         if !known {
                             return Err(format!("--only: unknown workload {name:?}"));
                         }
@@ -133,8 +201,11 @@ impl Options {
             verbose,
             workers: workers.unwrap_or_else(sysinfo::cores),
             reps: reps.unwrap_or(if quick { QUICK_REPS } else { DEFAULT_REPS }),
+            reps_given: reps.is_some(),
             only,
             memory_child,
+            preemption,
+            seconds,
         })
     }
 
@@ -143,6 +214,17 @@ impl Options {
         self.only
             .as_ref()
             .is_none_or(|names| names.iter().any(|selected| selected == name))
+    }
+
+    /// Repetitions of a preemption measurement whose default is `default` (1 with `--quick`).
+    fn preempt_reps(&self, default: usize) -> usize {
+        if self.reps_given {
+            self.reps
+        } else if self.quick {
+            1
+        } else {
+            default
+        }
     }
 }
 
@@ -175,22 +257,31 @@ fn start_watchdog() -> Watch {
     watch
 }
 
-/// One repetition of `bench` on a fresh runtime `R`; returns the mean ns per timed iteration
-/// and the number of timed iterations.
-fn run_once<R: Rt>(
-    bench: BenchFn<R>,
+/// How one workload's repetitions run: workers, warm-up and timed iterations, time budget.
+#[derive(Debug)]
+struct Plan<'a> {
     workers: usize,
     warmup: usize,
     iters: usize,
     budget: Duration,
-    watch: &Watch,
+    watch: &'a Watch,
+}
+
+/// One repetition of `bench` on a fresh runtime `R` (maniac preempting at `preemption`, or not
+/// at all); returns the mean ns per timed iteration and the number of timed iterations.
+fn run_once<R: Rt>(
+    bench: BenchFn<R>,
+    preemption: Option<Duration>,
+    plan: &Plan<'_>,
     label: &str,
 ) -> (f64, usize) {
+    let watch = plan.watch;
     *watch.lock().unwrap_or_else(|e| e.into_inner()) =
         Some((format!("{label} on {}", R::NAME), Instant::now()));
-    let runtime = R::build(workers);
-    let mut bencher = Bencher::new(warmup, iters, budget);
-    bench(&runtime, workers, &mut bencher);
+    rt::set_maniac_preemption(preemption);
+    let runtime = R::build(plan.workers);
+    let mut bencher = Bencher::new(plan.warmup, plan.iters, plan.budget);
+    bench(&runtime, plan.workers, &mut bencher);
     drop(runtime);
     *watch.lock().unwrap_or_else(|e| e.into_inner()) = None;
     (bencher.mean_ns(), bencher.timed_iters())
@@ -200,7 +291,10 @@ fn run_once<R: Rt>(
 #[derive(Debug)]
 struct Figures {
     name: &'static str,
+    /// maniac with the mode's primary setting (preemption on, but for `--preemption off`).
     maniac: Vec<f64>,
+    /// maniac with preemption off, under `--preemption both`.
+    maniac_off: Vec<f64>,
     tokio: Vec<f64>,
 }
 
@@ -213,46 +307,58 @@ fn run_workload(workload: &Workload, options: &Options, watch: &Watch) -> Figure
     };
     let warmup = (iters / 10).max(2);
     let budget = if options.quick { QUICK_BUDGET } else { BUDGET };
+    let plan = Plan {
+        workers: options.workers,
+        warmup,
+        iters,
+        budget,
+        watch,
+    };
     let mut result = Figures {
         name: workload.name,
         maniac: Vec::with_capacity(options.reps),
+        maniac_off: Vec::new(),
         tokio: Vec::with_capacity(options.reps),
     };
+    let both = options.preemption == PreemptionMode::Both;
+    // The runs of one repetition: 0 = maniac (primary setting), 1 = tokio, 2 = maniac with
+    // preemption off (under `both`), in an order that rotates with the repetition.
+    let runs = if both { 3 } else { 2 };
     for rep in 0..options.reps {
         let started = Instant::now();
-        let run_maniac = || {
-            run_once(
-                workload.maniac,
-                options.workers,
-                warmup,
-                iters,
-                budget,
-                watch,
-                workload.name,
-            )
-        };
-        let run_tokio = || {
-            run_once(
-                workload.tokio,
-                options.workers,
-                warmup,
-                iters,
-                budget,
-                watch,
-                workload.name,
-            )
-        };
-        let ((maniac, maniac_iters), (tokio, tokio_iters)) = if rep % 2 == 0 {
-            let maniac = run_maniac();
-            (maniac, run_tokio())
-        } else {
-            let tokio = run_tokio();
-            (run_maniac(), tokio)
-        };
+        let mut figures = [(0.0, 0); 3];
+        for k in 0..runs {
+            let which = (k + rep) % runs;
+            figures[which] = match which {
+                0 => run_once(
+                    workload.maniac,
+                    options.preemption.primary(),
+                    &plan,
+                    workload.name,
+                ),
+                1 => run_once(workload.tokio, None, &plan, workload.name),
+                _ => run_once(
+                    workload.maniac,
+                    None,
+                    &plan,
+                    &format!("{} (preemption off)", workload.name),
+                ),
+            };
+        }
+        let [
+            (maniac, maniac_iters),
+            (tokio, tokio_iters),
+            (off, off_iters),
+        ] = figures;
         if options.verbose {
+            let off_text = if both {
+                format!(" maniac off {} ({off_iters} it)", format_ns(off))
+            } else {
+                String::new()
+            };
             eprintln!(
-                "  {} rep {rep}: maniac {} ({maniac_iters} it) tokio {} ({tokio_iters} it) \
-                 ratio {:.3} ({} ms for both)",
+                "  {} rep {rep}: maniac {} ({maniac_iters} it) tokio {} ({tokio_iters} it){off_text} \
+                 ratio {:.3} ({} ms for all)",
                 workload.name,
                 format_ns(maniac),
                 format_ns(tokio),
@@ -262,6 +368,9 @@ fn run_workload(workload: &Workload, options: &Options, watch: &Watch) -> Figure
         }
         result.maniac.push(maniac);
         result.tokio.push(tokio);
+        if both {
+            result.maniac_off.push(off);
+        }
     }
     result
 }
@@ -387,6 +496,11 @@ fn print_header(options: &Options) {
             if options.quick { " (--quick)" } else { "" },
             if options.quick { QUICK_BUDGET } else { BUDGET }.as_millis()
         ),
+        format!(
+            "preemption: maniac's in the suite: {} (quantum {:?} when on)",
+            options.preemption.name(),
+            maniac::preempt::DEFAULT_QUANTUM
+        ),
     ];
     for line in lines {
         if options.json {
@@ -431,6 +545,277 @@ fn run_coroutine_measurements(options: &Options) {
     }
 }
 
+/// Under `--preemption both`: maniac with preemption on against off, per workload.
+fn print_on_off(options: &Options, results: &[Figures]) {
+    if results.is_empty() {
+        return;
+    }
+    if !options.json {
+        println!(
+            "\nmaniac, preemption on ({:?} quantum) vs off, same run\n{:<NAME_WIDTH$} {:>11} {:>11} \
+             {:>7}  {:<36} {:<36} paired ratios",
+            maniac::preempt::DEFAULT_QUANTUM,
+            "workload",
+            "on",
+            "off",
+            "on/off",
+            "on spread",
+            "off spread"
+        );
+    }
+    for result in results {
+        let on = Summary::of(&result.maniac);
+        let off = Summary::of(&result.maniac_off);
+        let ratio = on.median / off.median;
+        if options.json {
+            println!(
+                "{{\"bench\":{},\"maniac_on_ns\":{},\"maniac_off_ns\":{},\"ratio_on_off\":{}}}",
+                json_string(result.name),
+                json_number(on.median, 1),
+                json_number(off.median, 1),
+                json_number(ratio, 4)
+            );
+        } else {
+            let paired: Vec<f64> = result
+                .maniac
+                .iter()
+                .zip(&result.maniac_off)
+                .map(|(on, off)| on / off)
+                .collect();
+            let p = Summary::of(&paired);
+            println!(
+                "{:<NAME_WIDTH$} {:>11} {:>11} {ratio:>7.3}  {:<36} {:<36} {:.2}..{:.2}",
+                result.name,
+                format_ns(on.median),
+                format_ns(off.median),
+                format_spread(&on, format_ns),
+                format_spread(&off, format_ns),
+                p.min,
+                p.max
+            );
+        }
+    }
+}
+
+/// A latency in µs for the preemption table.
+fn format_us(ns: f64) -> String {
+    if ns >= 1e7 {
+        format!("{:.0} ms", ns / 1e6)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.0} µs", ns / 1e3)
+    }
+}
+
+/// The preemption measurements (module [`preempt`]), as tables of their own or JSON lines.
+fn run_preemption_measurements(options: &Options) {
+    if options.selected("cpu_gaps") {
+        let length = if options.quick {
+            preempt::GAPS_LENGTH_QUICK
+        } else {
+            preempt::GAPS_LENGTH
+        };
+        let gaps = preempt::run_gaps(options.workers, length);
+        if options.json {
+            println!(
+                "{{\"bench\":\"cpu_gaps\",\"threads\":{},\"over_1ms_per_s\":{},\
+                 \"over_200us_per_s\":{},\"longest_us\":{}}}",
+                options.workers,
+                json_number(gaps.over_1ms_per_second, 2),
+                json_number(gaps.over_200us_per_second, 2),
+                json_number(gaps.longest / 1e3, 1)
+            );
+        } else {
+            println!(
+                "\nthe machine's own gaps: {} threads spinning for {:.1} s lost their core for more \
+                 than 1 ms {:.1} times a second each (more than 200 µs: {:.1}); the longest gap was \
+                 {}",
+                options.workers,
+                length.as_secs_f64(),
+                gaps.over_1ms_per_second,
+                gaps.over_200us_per_second,
+                format_us(gaps.longest)
+            );
+        }
+    }
+    if options.selected("preempt_latency") {
+        let reps = options.preempt_reps(preempt::LATENCY_REPS);
+        let measure = options.seconds.unwrap_or(if options.quick {
+            preempt::LATENCY_MEASURE_QUICK
+        } else {
+            preempt::LATENCY_MEASURE
+        });
+        if !options.json {
+            println!(
+                "\npreemption: wake latency of a ticker sleeping {:?} beside {} CPU hogs ({:?} jobs, \
+                 no .await inside) on {} workers;\n{:.1} s per contender, {reps} repetitions, \
+                 medians; goal: p99.9 within one quantum + 200 µs",
+                preempt::TICK,
+                2 * options.workers,
+                preempt::JOB,
+                options.workers,
+                measure.as_secs_f64()
+            );
+            println!(
+                "{:<14} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>12} {:>9} {:>11}  goal",
+                "contender",
+                "ticks",
+                "p50",
+                "p99",
+                "p99.9",
+                "max",
+                "jobs",
+                "preemptions",
+                "deferred",
+                "p99.9/tokio"
+            );
+        }
+        let noise = preempt::NoiseMeter::start();
+        let results = preempt::run_latency(options.workers, reps, measure, options.verbose);
+        let others = noise.others_cores();
+        let tokio_p999 = results
+            .iter()
+            .find(|(contender, _)| contender.name == "tokio")
+            .map_or(f64::NAN, |(_, run)| run.p999);
+        for (contender, run) in &results {
+            if options.json {
+                println!(
+                    "{{\"bench\":\"preempt_latency\",\"runtime\":{},\"workers\":{},\"ticks\":{},\
+                     \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"jobs\":{},\
+                     \"preemptions\":{},\"deferred\":{},\"others_cores\":{}}}",
+                    json_string(contender.name),
+                    options.workers,
+                    json_number(run.ticks, 0),
+                    json_number(run.p50 / 1e3, 1),
+                    json_number(run.p99 / 1e3, 1),
+                    json_number(run.p999 / 1e3, 1),
+                    json_number(run.max / 1e3, 1),
+                    json_number(run.jobs, 0),
+                    json_number(run.preemptions, 0),
+                    json_number(run.deferred, 0),
+                    json_number(others, 2)
+                );
+            } else {
+                let goal = contender.quantum().map_or("", |quantum| {
+                    let bound = (quantum + Duration::from_micros(200)).as_nanos() as f64;
+                    if run.p999 <= bound { "met" } else { "missed" }
+                });
+                println!(
+                    "{:<14} {:>7.0} {:>9} {:>9} {:>9} {:>9} {:>6.0} {:>12.0} {:>9.0} {:>11.3}  {goal}",
+                    contender.name,
+                    run.ticks,
+                    format_us(run.p50),
+                    format_us(run.p99),
+                    format_us(run.p999),
+                    format_us(run.max),
+                    run.jobs,
+                    run.preemptions,
+                    run.deferred,
+                    run.p999 / tokio_p999
+                );
+            }
+        }
+        if !options.json {
+            println!("other processes meanwhile: {others:.2} cores on average");
+        }
+    }
+    if options.selected("preempt_cost") {
+        let reps = options.preempt_reps(preempt::COST_REPS);
+        let task = if options.quick {
+            preempt::COST_TASK_QUICK
+        } else {
+            preempt::COST_TASK
+        };
+        if !options.json {
+            println!(
+                "\npreemption: cost ({} tasks of {:?} of arithmetic, one poll each, on {} workers; \
+                 process CPU time, off vs on back to back; {reps} repetitions, medians)",
+                2 * options.workers,
+                task,
+                options.workers
+            );
+            println!(
+                "{:<8} {:>11} {:>9} {:>11} {:>11} {:>9} {:>14} {:>12} {:>12} {:>15}",
+                "quantum",
+                "preemptions",
+                "deferred",
+                "CPU off",
+                "CPU on",
+                "CPU loss",
+                "per preemption",
+                "monitor's",
+                "workers'",
+                "monitor (core)"
+            );
+        }
+        let noise = preempt::NoiseMeter::start();
+        let results = preempt::run_cost(options.workers, reps, task, options.verbose);
+        let others = noise.others_cores();
+        for figures in results {
+            let quantum = format!("{:?}", figures.quantum);
+            if options.json {
+                println!(
+                    "{{\"bench\":\"preempt_cost\",\"quantum_us\":{},\"preemptions\":{},\
+                     \"cpu_off_ns\":{},\"cpu_on_ns\":{},\"cpu_loss\":{},\
+                     \"ns_per_preemption\":{},\"monitor_ns_per_preemption\":{},\
+                     \"worker_ns_per_preemption\":{},\"monitor_core_share\":{},\
+                     \"others_cores\":{}}}",
+                    figures.quantum.as_micros(),
+                    json_number(figures.preemptions, 0),
+                    json_number(figures.cpu_off, 0),
+                    json_number(figures.cpu_on, 0),
+                    json_number(figures.loss, 5),
+                    json_number(figures.per_preemption, 1),
+                    json_number(figures.monitor_per_preemption, 1),
+                    json_number(figures.worker_per_preemption, 1),
+                    json_number(figures.monitor_share, 5),
+                    json_number(others, 2)
+                );
+            } else {
+                println!(
+                    "{quantum:<8} {:>11.0} {:>9.0} {:>11} {:>11} {:>8.2}% {:>14} {:>12} {:>12} \
+                     {:>14.2}%",
+                    figures.preemptions,
+                    figures.deferred,
+                    format_ns(figures.cpu_off),
+                    format_ns(figures.cpu_on),
+                    figures.loss * 100.0,
+                    format_ns(figures.per_preemption),
+                    format_ns(figures.monitor_per_preemption),
+                    format_ns(figures.worker_per_preemption),
+                    figures.monitor_share * 100.0
+                );
+            }
+        }
+        if !options.json {
+            println!("other processes meanwhile: {others:.2} cores on average");
+        }
+    }
+    if options.selected("signal_roundtrip") {
+        let reps = options.preempt_reps(preempt::COST_REPS);
+        let figures = preempt::run_signal(reps, options.quick);
+        if options.json {
+            println!(
+                "{{\"bench\":\"signal_roundtrip\",\"self_ns\":{},\"cross_thread_ns\":{},\
+                 \"syscall_ns\":{}}}",
+                json_number(figures.to_self, 1),
+                json_number(figures.cross_thread, 1),
+                json_number(figures.syscall, 1)
+            );
+        } else {
+            println!(
+                "\nsignal round trip ({reps} repetitions, medians): tgkill to self -> handler -> \
+                 return {}; to a spinning thread, until its handler has run {}; a bare system call \
+                 {}",
+                format_ns(figures.to_self),
+                format_ns(figures.cross_thread),
+                format_ns(figures.syscall)
+            );
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
@@ -443,6 +828,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    rt::set_maniac_preemption(options.preemption.primary());
     if let Some(runtime) = &options.memory_child {
         return match memory::child_main(runtime, options.workers) {
             Ok(()) => ExitCode::SUCCESS,
@@ -454,11 +840,17 @@ fn main() -> ExitCode {
     }
 
     let started = Instant::now();
+    let noise = preempt::NoiseMeter::start();
     print_header(&options);
     let watch = start_watchdog();
-    if !options.json {
+    let suite = WORKLOADS
+        .iter()
+        .any(|workload| options.selected(workload.name))
+        || options.selected(MEMORY_BENCH);
+    if !options.json && suite {
         print_table_heading();
     }
+    let mut on_off = Vec::new();
     for workload in WORKLOADS {
         if !options.selected(workload.name) {
             continue;
@@ -472,10 +864,13 @@ fn main() -> ExitCode {
             "ns",
             format_ns,
         );
+        if options.preemption == PreemptionMode::Both {
+            on_off.push(result);
+        }
     }
     let mut status = ExitCode::SUCCESS;
     if options.selected(MEMORY_BENCH) {
-        match memory::run(options.workers, options.verbose) {
+        match memory::run(options.workers, options.preemption.name(), options.verbose) {
             Ok(runs) => print_row(
                 &options,
                 MEMORY_BENCH,
@@ -490,11 +885,14 @@ fn main() -> ExitCode {
             }
         }
     }
+    print_on_off(&options, &on_off);
     run_coroutine_measurements(&options);
+    run_preemption_measurements(&options);
     let summary = format!(
-        "# total wall time {:.1} s; memory: median of {} child processes per runtime, {} idle \
-         tasks each",
+        "# total wall time {:.1} s; other processes meanwhile: {:.2} cores on average; memory: \
+         median of {} child processes per runtime, {} idle tasks each",
         started.elapsed().as_secs_f64(),
+        noise.others_cores(),
         memory::RUNS,
         memory::TASKS
     );
@@ -525,6 +923,20 @@ mod tests {
         assert!(parse(&["--only", "nope"]).is_err());
         assert!(parse(&["--workers", "0"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn parses_the_preemption_options() {
+        let options = parse(&["--preemption", "both", "--seconds=0.5", "--quick"]).unwrap();
+        assert_eq!(options.preemption, PreemptionMode::Both);
+        assert_eq!(options.seconds, Some(Duration::from_millis(500)));
+        assert_eq!(options.preempt_reps(preempt::LATENCY_REPS), 1);
+        assert_eq!(parse(&[]).unwrap().preemption, PreemptionMode::On);
+        assert_eq!(parse(&[]).unwrap().preempt_reps(3), 3);
+        assert_eq!(parse(&["--reps", "4"]).unwrap().preempt_reps(3), 4);
+        assert!(parse(&["--only", "preempt_latency,signal_roundtrip"]).is_ok());
+        assert!(parse(&["--preemption", "sometimes"]).is_err());
+        assert!(parse(&["--seconds", "0"]).is_err());
     }
 
     #[test]

@@ -121,9 +121,15 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs one measuring child for `runtime` and collects its output, killing it (by its own
 /// handle) if it outlives [`CHILD_TIMEOUT`].
-fn run_child(exe: &Path, runtime: &str, workers: usize) -> Result<Output, String> {
+fn run_child(
+    exe: &Path,
+    runtime: &str,
+    workers: usize,
+    preemption: &str,
+) -> Result<Output, String> {
     let mut child = Command::new(exe)
         .args([CHILD_ARG, runtime, "--workers", &workers.to_string()])
+        .args(["--preemption", preemption])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -159,8 +165,8 @@ pub struct MemoryRuns {
 }
 
 /// Runs [`RUNS`] children per runtime, alternating which runtime goes first, and collects each
-/// child's bytes per task.
-pub fn run(workers: usize, verbose: bool) -> Result<MemoryRuns, String> {
+/// child's bytes per task. `preemption` is the children's `--preemption` (maniac's setting).
+pub fn run(workers: usize, preemption: &str, verbose: bool) -> Result<MemoryRuns, String> {
     let exe = std::env::current_exe().map_err(|error| format!("current_exe: {error}"))?;
     let mut runs = MemoryRuns::default();
     for run in 0..RUNS {
@@ -170,7 +176,7 @@ pub fn run(workers: usize, verbose: bool) -> Result<MemoryRuns, String> {
             [Tokio::NAME, Maniac::NAME]
         };
         for runtime in order {
-            let output = run_child(&exe, runtime, workers)?;
+            let output = run_child(&exe, runtime, workers, preemption)?;
             if !output.status.success() {
                 return Err(format!(
                     "the {runtime} memory child failed ({}): {}",

@@ -3,9 +3,48 @@
 //!
 //! Every method is a thin, `#[inline]` forward to the runtime's own API of the same name, so the
 //! monomorphised workload is the code one would write against that runtime directly.
+//!
+//! [`Maniac::build`] builds with the process-wide preemption setting ([`set_maniac_preemption`],
+//! by default the runtime's own default: on, at a 1 ms quantum), so the suite can run maniac with
+//! preemption on and off in the same process.
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// maniac's preemption quantum for [`Maniac::build`], in nanoseconds: [`OFF`] for preemption
+/// off, [`DEFAULT`] (the initial value) for the runtime's default.
+static MANIAC_QUANTUM_NS: AtomicU64 = AtomicU64::new(DEFAULT);
+const OFF: u64 = 0;
+const DEFAULT: u64 = u64::MAX;
+
+/// Makes every later [`Maniac::build`] preempt at `quantum`, or not at all (`None`).
+pub fn set_maniac_preemption(quantum: Option<Duration>) {
+    let nanos = quantum.map_or(OFF, |quantum| {
+        u64::try_from(quantum.as_nanos()).map_or(DEFAULT - 1, |nanos| nanos.clamp(1, DEFAULT - 1))
+    });
+    MANIAC_QUANTUM_NS.store(nanos, Ordering::Relaxed);
+}
+
+/// The preemption setting [`Maniac::build`] uses: `Some(quantum)`, or `None` for off.
+pub fn maniac_preemption() -> Option<Duration> {
+    match MANIAC_QUANTUM_NS.load(Ordering::Relaxed) {
+        OFF => None,
+        DEFAULT => Some(maniac::preempt::DEFAULT_QUANTUM),
+        nanos => Some(Duration::from_nanos(nanos)),
+    }
+}
+
+/// `Builder::preemption` of [`Maniac::build`].
+fn maniac_preempts() -> bool {
+    maniac_preemption().is_some()
+}
+
+/// `Builder::preemption_quantum` of [`Maniac::build`] (the default when preemption is off).
+fn maniac_quantum() -> Duration {
+    maniac_preemption().unwrap_or(maniac::preempt::DEFAULT_QUANTUM)
+}
 
 /// A multi-thread runtime, seen through the operations tokio's `rt_multi_threaded` benches use.
 pub trait Rt: Sized + 'static {
@@ -45,12 +84,17 @@ pub trait Rt: Sized + 'static {
         F::Output: Send + 'static;
     /// `task::yield_now`.
     fn yield_now() -> impl Future<Output = ()> + Send;
+    /// `time::sleep`.
+    fn sleep(duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
 /// Implements [`Rt`] for a runtime crate with tokio's API names. One template serves both
 /// runtimes: that maniac's half compiles is the proof that moving from tokio is a rename.
+///
+/// After the crate name come builder calls of the runtime's own (maniac's preemption setting),
+/// applied after `worker_threads`.
 macro_rules! impl_rt {
-    ($(#[$doc:meta])* $name:ident, $krate:ident) => {
+    ($(#[$doc:meta])* $name:ident, $krate:ident $(, .$method:ident($arg:expr))*) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name($krate::runtime::Runtime);
@@ -64,6 +108,7 @@ macro_rules! impl_rt {
             fn build(workers: usize) -> Self {
                 let runtime = $krate::runtime::Builder::new_multi_thread()
                     .worker_threads(workers)
+                    $(.$method($arg))*
                     .enable_all()
                     .build()
                     .expect(concat!("building a ", stringify!($krate), " runtime"));
@@ -111,6 +156,11 @@ macro_rules! impl_rt {
             fn yield_now() -> impl Future<Output = ()> + Send {
                 $krate::task::yield_now()
             }
+
+            #[inline]
+            fn sleep(duration: Duration) -> impl Future<Output = ()> + Send {
+                $krate::time::sleep(duration)
+            }
         }
     };
 }
@@ -118,8 +168,31 @@ macro_rules! impl_rt {
 impl_rt!(
     /// The maniac runtime.
     Maniac,
-    maniac
+    maniac,
+    .preemption(maniac_preempts()),
+    .preemption_quantum(maniac_quantum())
 );
+
+impl Maniac {
+    /// A maniac runtime of `workers` workers preempting at `quantum` (`None`: preemption off),
+    /// whatever [`set_maniac_preemption`] says.
+    pub fn with_preemption(workers: usize, quantum: Option<Duration>) -> Maniac {
+        let mut builder = maniac::runtime::Builder::new_multi_thread();
+        builder
+            .worker_threads(workers)
+            .enable_all()
+            .preemption(quantum.is_some());
+        if let Some(quantum) = quantum {
+            builder.preemption_quantum(quantum);
+        }
+        Maniac(builder.build().expect("building a maniac runtime"))
+    }
+
+    /// `Runtime::metrics`.
+    pub fn metrics(&self) -> maniac::runtime::RuntimeMetrics {
+        self.0.metrics()
+    }
+}
 impl_rt!(
     /// The tokio multi-thread runtime.
     Tokio,

@@ -46,9 +46,9 @@ use crate::runtime::context;
 /// does, or `Type` is not a path (a primitive, a slice, a reference to one) and `Trait` does or
 /// there is none (`<[T]>::sort`).
 pub(crate) const DENIED_PATHS: &[&str] = &[
-    // The runtime, whole: its scheduling, registries, drivers and pools, and also its wakers and
-    // the glue around a task's poll, which other crates call with their own locks held (an
-    // event-listener notifying under its list's lock). A task's time is in its own code.
+    // The runtime, whole (but for `EXEMPT_PATHS`): its scheduling, registries, drivers and
+    // pools, and also its wakers, which other crates call with their own locks held (an
+    // event-listener notifying under its list's lock).
     "maniac::",
     // Stack switching: a signal in the middle of a switch sees the next generator as current
     // while the registers and stack are still half the previous one's.
@@ -81,6 +81,11 @@ pub(crate) const DENIED_PATHS: &[&str] = &[
     "hashbrown::",
 ];
 
+/// Paths under [`DENIED_PATHS`] that stay allowed: the generic wrappers of a task's poll, into
+/// which the compiler inlines the task's own code (`poll_user::<F>` holds the user's future's
+/// whole poll in a release build). They hold nothing for anybody while the task's code runs.
+pub(crate) const EXEMPT_PATHS: &[&str] = &["maniac::task::cell::", "maniac::task::coop::"];
+
 /// Symbol-name prefixes (not Rust paths) rule 3 keeps out: the trampoline, corosensei's
 /// assembly, the allocator shims, the panic runtime and the unwinder.
 pub(crate) const DENIED_SYMBOLS: &[&str] = &[
@@ -105,7 +110,10 @@ fn is_denied_symbol(symbol: &str) -> bool {
 
 /// Whether rule 3 denies the function with this demangled name (see [`DENIED_PATHS`]).
 pub(crate) fn is_denied(name: &str) -> bool {
-    let denied_path = |path: &str| DENIED_PATHS.iter().any(|prefix| path.starts_with(prefix));
+    let denied_path = |path: &str| {
+        DENIED_PATHS.iter().any(|prefix| path.starts_with(prefix))
+            && !EXEMPT_PATHS.iter().any(|prefix| path.starts_with(prefix))
+    };
     if DENIED_SYMBOLS.iter().any(|prefix| name.starts_with(prefix)) {
         return true;
     }
@@ -356,7 +364,7 @@ mod tests {
             "corosensei::coroutine::Yielder<Input,Yield>::suspend",
             "__rust_alloc",
             "maniac_preempt_trampoline",
-            "maniac::task::cell::poll_user",
+            "maniac::task::join::JoinHandle<T>::abort",
             "<fn(async_task::runnable::Runnable<maniac::task::cell::TaskMeta>, async_task::runnable::ScheduleInfo) as async_task::runnable::Schedule<maniac::task::cell::TaskMeta>>::schedule",
             "<dyn core::any::Any as core::fmt::Debug>::fmt",
         ] {
@@ -367,6 +375,9 @@ mod tests {
             "<myapp::Matrix as core::ops::arith::Mul>::mul",
             "<myapp::Job as core::future::future::Future>::poll",
             "myapp::compute::hog::{closure#0}",
+            "maniac::task::cell::poll_user::<myapp::Job>",
+            "<maniac::task::cell::TaskFuture<myapp::Job> as core::future::future::Future>::poll",
+            "maniac::task::coop::with_budget::<core::task::poll::Poll<()>, myapp::F>",
             "<fn(u64) -> u64 as myapp::Kernel>::run",
         ] {
             assert!(!is_denied(allowed), "{allowed} is denied");

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Wake latency of a 1 ms ticker beside CPU hogs: maniac (preemption at 1 ms and at 100 µs, and
+# off), tokio and Go, with the same workload (maniac-bench's `preempt_latency`, and
+# maniac-bench/go/latency.go), in one run.
+#
+#   maniac-bench/preempt_bench.sh [--reps R] [--workers W] [--seconds S]
+#
+# Installs Debian's golang-go if `go` is missing (apt-get, as root), builds the Go program and
+# maniac-bench in release, then for each of R repetitions (default 3) runs the Go program and
+# `maniac-bench --only preempt_latency --reps 1` (which runs its four contenders), alternating
+# which goes first. Every contender measures for S seconds (default 2) with W workers (default:
+# the machine's cores) and 2W hogs. Prints each run's figures, then one table of each contender's
+# medians over the repetitions, with the ratios of its p99 and p99.9 to Go's and to
+# maniac_1ms's, and how often the machine itself took a busy thread's core away (`cpu_gaps`, run
+# before each repetition): the floor under every tail latency.
+set -euo pipefail
+
+reps=3 workers=$(nproc) seconds=2
+usage() { sed -n '6,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || usage
+    case "$1" in
+        --reps) reps=$2 ;;
+        --workers) workers=$2 ;;
+        --seconds) seconds=$2 ;;
+        *) usage ;;
+    esac
+    shift 2
+done
+
+if ! command -v go >/dev/null; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "go is missing, and installing it needs root: apt-get install golang-go" >&2
+        exit 1
+    fi
+    apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
+fi
+
+cd "$(dirname "$0")/.."
+cargo build --release --quiet -p maniac-bench --bin maniac-bench
+target=${CARGO_TARGET_DIR:-target}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/latency_go" maniac-bench/go/latency.go
+
+# Runs one contender family and appends its JSON lines to $work/results.
+run_go() {
+    "$work/latency_go" -workers "$workers" -seconds "$seconds" | tee -a "$work/results"
+}
+run_rust() {
+    "$target/release/maniac-bench" --only cpu_gaps,preempt_latency --reps 1 --json \
+        --workers "$workers" --seconds "$seconds" 2>/dev/null | tee -a "$work/results"
+}
+
+echo "wake latency of a 1 ms ticker beside $((2 * workers)) CPU hogs (200 ms jobs) on $workers" \
+    "workers, ${seconds} s per contender, $reps repetitions, $(nproc) cores; $(go version)"
+for rep in $(seq "$reps"); do
+    echo "rep $rep"
+    if [ $((rep % 2)) -eq 1 ]; then run_go; run_rust; else run_rust; run_go; fi
+done
+
+# The median of the numbers on stdin.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Field $2 (a number) of the JSON lines of runtime $1 (or of bench $1).
+field() {
+    grep -E "\"(runtime|bench)\":\"$1\"" "$work/results" | sed -E "s/.*\"$2\":([-0-9.e+]+).*/\1/"
+}
+
+echo
+printf "%-13s %7s %10s %10s %10s %10s %9s %9s %12s %12s\n" median ticks "p50 (us)" "p99 (us)" \
+    "p99.9 (us)" "max (us)" "p99/go" "p99.9/go" "p99/m_1ms" "p99.9/m_1ms"
+go_p99=$(field go p99_us | median) go_p999=$(field go p999_us | median)
+m_p99=$(field maniac_1ms p99_us | median) m_p999=$(field maniac_1ms p999_us | median)
+for runtime in maniac_1ms maniac_100us maniac_off tokio go; do
+    ticks=$(field "$runtime" ticks | median)
+    p50=$(field "$runtime" p50_us | median)
+    p99=$(field "$runtime" p99_us | median)
+    p999=$(field "$runtime" p999_us | median)
+    max=$(field "$runtime" max_us | median)
+    awk -v r="$runtime" -v t="$ticks" -v a="$p50" -v b="$p99" -v c="$p999" -v d="$max" \
+        -v gb="$go_p99" -v gc="$go_p999" -v mb="$m_p99" -v mc="$m_p999" 'BEGIN {
+        printf "%-13s %7d %10.0f %10.0f %10.0f %10.0f %9.3f %9.3f %12.2f %12.2f\n",
+            r, t, a, b, c, d, b / gb, c / gc, b / mb, c / mc
+    }'
+done
+echo
+echo "the machine's own gaps (medians): $workers spinning threads lost their core for more than" \
+    "1 ms $(field cpu_gaps over_1ms_per_s | median) times a second each; longest gap" \
+    "$(field cpu_gaps longest_us | median) us"
+echo "goal: maniac's p99.9 within one quantum + 200 us (1200 us at 1 ms, 300 us at 100 us);" \
+    "Go about 10-20 ms (it preempts after 10 ms); tokio and maniac_off about a hog's job or more"
