@@ -412,6 +412,10 @@ impl WorkerContext {
     /// poll, as soon as that poll ends.
     fn worker_loop(&self, generator: Option<&Header>) -> Exit {
         while !self.shared.is_shutdown() {
+            debug_assert!(
+                !generator.is_some_and(Header::is_detached),
+                "maniac: a worker loop went on on a generator a switched poll had taken over"
+            );
             // No borrow of the core across the drivers' wake-ups, which schedule onto it. After a
             // preemption at once: when every poll is long, timers must not wait 61 of them.
             let maintenance_due = self.core().maintenance_due()
@@ -441,6 +445,10 @@ impl WorkerContext {
         let mut lifo_polls = 0;
         loop {
             // No borrow of the core is held here: the poll may schedule onto it.
+            debug_assert!(
+                !generator.is_some_and(Header::is_detached),
+                "maniac: a poll started on a generator a switched poll had taken over"
+            );
             self.poll(task);
             if generator.is_some_and(Header::is_detached) {
                 return true;
