@@ -44,8 +44,9 @@
 //! The runtime's timers (`time`) and I/O reactor (`io::reactor`) have no thread of their own. A
 //! worker about to sleep takes the driver if nobody holds it and sleeps in it (in `epoll_wait`,
 //! no longer than until the next timer); the others sleep on their condvars. A busy worker looks
-//! at both drivers without waiting every [`MAINTENANCE_INTERVAL`] polls, so timers and sockets
-//! are served even when nobody sleeps.
+//! at both drivers without waiting every [`MAINTENANCE_INTERVAL`] polls, after a preemption,
+//! and when only yielded tasks are left, so timers and sockets are served even when nobody
+//! sleeps.
 //!
 //! ## Shutdown
 //! [`Shared::begin_shutdown`] sets `shutdown` (and the deadline) and unparks every worker. Each

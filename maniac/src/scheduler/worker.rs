@@ -197,9 +197,15 @@ impl Core {
     }
 
     /// The yielded tasks, once nothing else is runnable here: back into the local queue (where
-    /// idle workers may now steal them), and the first of them to run.
+    /// idle workers may now steal them), and the first of them to run. The drivers are looked at
+    /// after that one (as tokio does when only yielded tasks are left): when every poll is long
+    /// and preemption is off, timers would otherwise wait 61 of them.
     fn next_deferred(&mut self, shared: &Shared) -> Option<Runnable> {
+        if self.deferred.is_empty() {
+            return None;
+        }
         self.flush_deferred(shared);
+        self.until_maintenance = 0;
         self.local.pop()
     }
 
