@@ -205,11 +205,6 @@ impl<T> DerefMut for Held<'_, T> {
     }
 }
 
-/// The no-preempt depth of this thread (rule 2). Async-signal-safe.
-pub(crate) fn no_preempt_depth() -> u32 {
-    context::no_preempt_depth()
-}
-
 /// What `Builder` decided about preemption.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PreemptionConfig {

@@ -306,7 +306,7 @@ pub(crate) fn check(pc: usize, sp: usize) -> Result<(), DeferReason> {
         return Err(DeferReason::NotInPoll);
     }
     // Rule 2.
-    if super::no_preempt_depth() != 0 {
+    if context::no_preempt_depth() != 0 {
         return Err(DeferReason::NoPreempt);
     }
     // Rule 2, std's own depth: a global atomic, then a const thread-local (no allocation).

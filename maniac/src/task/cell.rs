@@ -188,11 +188,11 @@ where
         kind,
         affinity: AtomicU16::new(NO_AFFINITY),
     };
-    // SAFETY: `spawn_unchecked` lifts the `'static` bound on the future so that the wrapper can
-    // borrow the task's own metadata. That borrow is sound: async-task drops the future (in place,
-    // inside the allocation) before it drops the header holding the metadata, and never moves
-    // either. Everything else `spawn` would check holds: the user's future and output are
-    // `Send + 'static`, `TaskMeta` is `Send + Sync`, and the schedule function is a plain `fn`.
+    // `spawn_unchecked` lifts the `'static` bound on the future so that the wrapper can borrow
+    // the task's own metadata. Everything else `spawn` would check holds: the user's future and
+    // output are `Send + 'static`, `TaskMeta` is `Send + Sync`, the schedule function a plain `fn`.
+    // SAFETY: the borrow is sound: async-task drops the future (in place, inside the allocation)
+    // before the header holding the metadata, and moves neither.
     let (runnable, task) = unsafe {
         async_task::Builder::new().metadata(meta).spawn_unchecked(
             |meta: &'static TaskMeta| TaskFuture::new(meta, future),
