@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::{EXPECTED, panic_message, quiet_panics};
 use maniac::coroutine::{RunMode, run_mode, spawn_pinned};
+use maniac::preempt::no_preempt;
 use maniac::task::{JoinHandle, yield_now};
 use preempt_common::{
     Lateness, figures, join_within, lcg_jump, lcg_steps, preemptions, runtime, supported, work,
@@ -42,11 +43,15 @@ struct Tally {
 }
 
 impl Tally {
+    /// Called from tasks: the lock is held with preemption off (a task preempted holding it would
+    /// deadlock its worker as soon as another task there called `fail`: the crate doc's hazard).
     fn fail(&self, what: String) {
-        let mut failures = self.failures.lock().unwrap();
-        if failures.len() < 20 {
-            failures.push(what);
-        }
+        no_preempt(|| {
+            let mut failures = self.failures.lock().unwrap();
+            if failures.len() < 20 {
+                failures.push(what);
+            }
+        });
     }
 }
 
@@ -63,6 +68,11 @@ fn lateness_bound(quantum: Duration) -> Duration {
 /// The bound of the 99th percentile: most ticks are not disturbed by the OS.
 fn p99_bound(quantum: Duration) -> Duration {
     quantum * 10 + Duration::from_millis(50)
+}
+
+/// How long after its start the soak waits for its tasks to finish.
+fn soak_bound(duration: Duration) -> Duration {
+    duration + preempt_common::TEST_BOUND
 }
 
 fn soak(duration: Duration, test: &'static str) {
@@ -116,7 +126,8 @@ fn soak(duration: Duration, test: &'static str) {
                 let before = Instant::now();
                 maniac::time::sleep(period).await;
                 let late = before.elapsed().saturating_sub(period);
-                lateness.lock().unwrap().late.push(late);
+                // Both tickers take this lock: preemption off while it is held (see `Tally::fail`).
+                no_preempt(|| lateness.lock().unwrap().late.push(late));
             }
         }));
     }
@@ -247,7 +258,7 @@ fn soak(duration: Duration, test: &'static str) {
         }));
     }
 
-    let bound = duration + preempt_common::TEST_BOUND;
+    let bound = soak_bound(duration);
     for (index, handle) in handles.into_iter().enumerate() {
         let left = (started + bound).saturating_duration_since(Instant::now());
         match join_within(handle, left) {
@@ -303,7 +314,12 @@ fn soak(duration: Duration, test: &'static str) {
 
 #[test]
 fn soak_briefly() {
-    preempt_common::bounded_test(|| soak(Duration::from_secs(5), "soak_briefly"));
+    let duration = Duration::from_secs(5);
+    // Longer than the soak's own bound on its tasks, so that a task that does not finish is
+    // named by the soak rather than reported as a timeout of the whole body.
+    common::with_timeout(soak_bound(duration) + Duration::from_secs(10), move || {
+        soak(duration, "soak_briefly")
+    });
 }
 
 #[test]
@@ -318,7 +334,7 @@ fn soak_for_maniac_soak_secs() {
         })
         .unwrap_or(300);
     let duration = Duration::from_secs(seconds);
-    common::with_timeout(duration + Duration::from_secs(120), move || {
+    common::with_timeout(soak_bound(duration) + Duration::from_secs(10), move || {
         soak(duration, "soak_for_maniac_soak_secs")
     });
 }
