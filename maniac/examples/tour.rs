@@ -18,14 +18,9 @@ use maniac::task::JoinSet;
 /// Tasks run per worker thread name, filled in by the tasks themselves.
 static RUNS_PER_THREAD: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
-/// Called from tasks. A task preempted while it holds a `std::sync::Mutex` would deadlock its
-/// worker as soon as another task there wanted the same lock, so the lock is taken with preemption
-/// held off (the `maniac::preempt` docs list this hazard and its remedies).
 fn count_this_thread(tasks: u64) {
     let name = std::thread::current().name().unwrap_or("?").to_owned();
-    maniac::preempt::no_preempt(|| {
-        *RUNS_PER_THREAD.lock().unwrap().entry(name).or_default() += tasks;
-    });
+    *RUNS_PER_THREAD.lock().unwrap().entry(name).or_default() += tasks;
 }
 
 /// Spawns a binary tree of tasks `depth` levels deep; returns how many tasks ran.

@@ -33,15 +33,11 @@ impl Trials {
     fn check(&self, what: &str, before: libc::pid_t, after: libc::pid_t) {
         self.done.fetch_add(1, SeqCst);
         if before != after {
-            self.record(format!("{what}: suspended on {before}, resumed on {after}"));
+            self.mismatches
+                .lock()
+                .unwrap()
+                .push(format!("{what}: suspended on {before}, resumed on {after}"));
         }
-    }
-
-    /// Called from tasks: the lock is taken with preemption held off, since a task preempted
-    /// holding it would deadlock its worker when another task there records too (the
-    /// `maniac::preempt` docs' std Mutex hazard).
-    fn record(&self, mismatch: String) {
-        maniac::preempt::no_preempt(|| self.mismatches.lock().unwrap().push(mismatch));
     }
 
     #[track_caller]
@@ -96,7 +92,11 @@ async fn switching_child(seed: u64, switches: u64, trials: Trials) -> u64 {
         let after = gettid();
         trials.check(what, before, after);
         if !pinned && run_mode() != Some(RunMode::Switch) {
-            trials.record(format!("resumed in {:?} instead of Switch", run_mode()));
+            trials
+                .mismatches
+                .lock()
+                .unwrap()
+                .push(format!("resumed in {:?} instead of Switch", run_mode()));
         }
         data[round as usize % 64] ^= round + seed;
         if round % 2 == 1 {

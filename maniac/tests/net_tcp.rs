@@ -129,11 +129,7 @@ fn echo_round_trips_over_hundreds_of_concurrent_connections() {
                             let (stream, _) = listener.accept().await.unwrap();
                             let threads = threads.clone();
                             handlers.push(maniac::spawn(async move {
-                                // Preemption off while the lock every handler takes is held
-                                // (the `maniac::preempt` docs' std Mutex hazard).
-                                maniac::preempt::no_preempt(|| {
-                                    threads.lock().unwrap().insert(thread::current().id())
-                                });
+                                threads.lock().unwrap().insert(thread::current().id());
                                 echo(stream).await
                             }));
                         }

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use common::{EXPECTED, panic_message, quiet_panics};
 use maniac::coroutine::{RunMode, run_mode, spawn_pinned};
-use maniac::preempt::no_preempt;
 use maniac::task::{JoinHandle, yield_now};
 use preempt_common::{
     Lateness, figures, join_within, lcg_jump, lcg_steps, preemptions, runtime, supported, work,
@@ -43,15 +42,11 @@ struct Tally {
 }
 
 impl Tally {
-    /// Called from tasks: the lock is held with preemption off (a task preempted holding it would
-    /// deadlock its worker as soon as another task there called `fail`: the crate doc's hazard).
     fn fail(&self, what: String) {
-        no_preempt(|| {
-            let mut failures = self.failures.lock().unwrap();
-            if failures.len() < 20 {
-                failures.push(what);
-            }
-        });
+        let mut failures = self.failures.lock().unwrap();
+        if failures.len() < 20 {
+            failures.push(what);
+        }
     }
 }
 
@@ -126,8 +121,7 @@ fn soak(duration: Duration, test: &'static str) {
                 let before = Instant::now();
                 maniac::time::sleep(period).await;
                 let late = before.elapsed().saturating_sub(period);
-                // Both tickers take this lock: preemption off while it is held (see `Tally::fail`).
-                no_preempt(|| lateness.lock().unwrap().late.push(late));
+                lateness.lock().unwrap().late.push(late);
             }
         }));
     }

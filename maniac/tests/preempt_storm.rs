@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use common::TIMEOUT;
 use maniac::coroutine::{RunMode, run_mode, spawn_pinned};
-use maniac::preempt::no_preempt;
 use maniac::task::{JoinHandle, yield_now};
 use preempt_common::{
     StopOnDrop, figures, gettid, join_within, lcg_jump, lcg_steps, preemptions, runtime, supported,
@@ -124,9 +123,7 @@ fn storm() {
                             maniac::spawn(async move {
                                 let mode = run_mode();
                                 if mode != Some(RunMode::None) {
-                                    // Many tasks take this lock: preemption off while it is
-                                    // held (the crate doc's std Mutex hazard).
-                                    no_preempt(|| wrong_mode.lock().unwrap().push(mode));
+                                    wrong_mode.lock().unwrap().push(mode);
                                 }
                                 work(batch * 100 + i, 100)
                             })

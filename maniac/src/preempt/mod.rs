@@ -12,7 +12,8 @@
 //! 2. **Deciding.** The signal handler runs on the worker's alternate signal stack. It takes the
 //!    request and checks whether the interrupted instruction is an *async-safe point*
 //!    (`safepoint`: inside a task's poll; no `no_preempt` section; in the executable, outside a
-//!    denylist built from its symbol table; on the current generator's stack with room). If not,
+//!    denylist built from its symbol table, or waiting for one of std's locks; on the current
+//!    generator's stack with room). If not,
 //!    it counts the reason and returns: the monitor asks again at its next look, and the end of the
 //!    poll settles the matter at the latest.
 //! 3. **Switching.** The handler never switches stacks itself (nothing a signal handler may call
@@ -43,10 +44,18 @@
 //! ## Hazards, and their remedies
 //! Preemption can only happen at an async-safe point, but the code of a task can still hold
 //! something across one that the next task on the same worker needs:
-//! - **A `std::sync::Mutex` (or any blocking lock) held across a preemption**: another task on that
-//!   worker that blocks on the same lock deadlocks the worker (the holder cannot run until the
-//!   worker is free). Use async locks (`tokio::sync::Mutex`), or hold the lock inside
-//!   [`no_preempt`].
+//! - **A blocking lock held across a preemption.** A task preempted while it holds one can only
+//!   resume on its worker; if another task there blocks on the same lock, the worker waits for a
+//!   holder that cannot run. *std's own locks are taken care of*: a task waiting for a
+//!   `std::sync::Mutex`, an `RwLock` or a `Once` (`OnceLock`, `LazyLock`) is itself preempted
+//!   in its wait (`safepoint`, rule 3's exception; counted by
+//!   [`WorkerPreemptionStats::lock_waits_preempted`]), and the worker goes back to the holder.
+//!   The waiter's worker loses up to a quantum per such wait, so a std lock held across long
+//!   computations is still slow, but it is live. (An executable built with LTO may have std's
+//!   wait functions inlined away; the runtime then says so at start-up, and the rest of this
+//!   item applies to std's locks too.) *Any other blocking lock* (`parking_lot`'s, a pthread
+//!   mutex inside a C library, a spin lock) deadlocks the worker: use async locks
+//!   (`tokio::sync::Mutex`), or hold the lock inside [`no_preempt`].
 //! - **A `thread_local!` `RefCell` borrowed across a long computation**: another task on the same
 //!   thread sees it borrowed (a panic, with `borrow_mut`). Keep such borrows short, or inside
 //!   [`no_preempt`].
@@ -64,7 +73,7 @@
 //! Rules 1, 2 and 4 are checked exactly; rule 2 includes "the thread is not panicking" (std's
 //! panic count is per thread: a task preempted in a panic hook or while unwinding would make the
 //! next task's panic abort the process). The runtime protects its own critical sections with
-//! rule 2, not with the denylist: every runtime lock a poll can reach is taken through [`lock`],
+//! rule 2, not with the denylist: every runtime lock a poll can reach is taken through `preempt::lock`,
 //! and the scheduler's, the stack pool's and the runtime context's `RefCell`s are borrowed under
 //! a [`NoPreemptGuard`], so a task is never preempted while the runtime holds something on its
 //! behalf (a symbol denylist cannot see the helper functions such code calls: a preemption

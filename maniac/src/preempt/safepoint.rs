@@ -25,6 +25,22 @@
 //!    crates, stay preemptible. The denylist is built once, at start-up, from the executable's
 //!    symbol table (demangled names, [`is_denied`]); a stripped executable has no symbol table,
 //!    and then rule 3 reduces to "in the executable" (said once on stderr).
+//!
+//!    **The one exception: a task waiting for a std lock** ([`LOCK_WAITS`]). A task that blocks
+//!    on a `std::sync::Mutex`, an `RwLock` or a `Once` (`OnceLock`, `LazyLock`) held by a task
+//!    preempted on the same worker would block that worker for good: the holder can only resume
+//!    there. So a thread inside libc's `syscall` wrapper, called from one of std's lock-wait
+//!    functions, for a `FUTEX_WAIT` (with `rax` still the system call's number: the kernel
+//!    restarts it on return) is preempted too. *Why it is safe:* the wrapper is a leaf that holds
+//!    nothing but registers, which the trampoline saves; the wait functions hold nothing while
+//!    they wait (the lock is not theirs yet); and returning to the rewound instruction makes the
+//!    same `futex` call again, which returns at once if the lock word changed meanwhile, and
+//!    std's loop tries again. The recognition is tight: `rax` is `SYS_futex` only from the
+//!    wrapper's first instruction until the call returns (a result is never 202), the futex
+//!    command is read from the register the kernel takes it from, and the return address at
+//!    `rsp` must lie in one of those functions. The waiter pays up to a quantum of its
+//!    worker's time per wait before it is preempted; a lock held *and waited for* by tasks that
+//!    are never preempted costs what it always did.
 //! 4. **The stack pointer lies in the current generator's stack, with room for the trampoline's
 //!    frame** (its XSAVE area included). *Why:* the trampoline runs on the interrupted stack and
 //!    the Switch operation suspends the generator that stack belongs to; on any other stack (the
@@ -101,11 +117,31 @@ pub(crate) const DENIED_SYMBOLS: &[&str] = &[
     "_Unwind_",
 ];
 
-/// Whether rule 3 denies the function with this (mangled) symbol name.
-fn is_denied_symbol(symbol: &str) -> bool {
+/// std's functions that wait for a lock with `FUTEX_WAIT` (rule 3's exception), as inherent
+/// methods of the futex implementations on Linux. A future std that renames them turns the
+/// exception off, and the unit test below fails.
+pub(crate) const LOCK_WAITS: &[&str] = &[
+    "std::sys::sync::mutex::futex::Mutex::lock_contended",
+    "std::sys::sync::rwlock::futex::RwLock::read_contended",
+    "std::sys::sync::rwlock::futex::RwLock::write_contended",
+    "std::sys::sync::once::futex::Once::call",
+];
+
+/// Which of [`LOCK_WAITS`] a demangled name is, if any (`<Type>::method` in the v0 mangling,
+/// `Type::method` in the legacy one).
+fn lock_wait_index(name: &str) -> Option<usize> {
+    let path = match name.strip_prefix('<') {
+        Some(impl_method) => impl_method.replacen(">::", "::", 1),
+        None => name.to_owned(),
+    };
+    LOCK_WAITS.iter().position(|wait| *wait == path)
+}
+
+/// A symbol's demangled name, as rule 3's lists spell it.
+fn demangled(symbol: &str) -> String {
     // `{:#}`: without the hashes (legacy `::h…` suffixes, and v0's `std[…]` crate
     // disambiguators, which would defeat every prefix).
-    is_denied(&format!("{:#}", rustc_demangle::demangle(symbol)))
+    format!("{:#}", rustc_demangle::demangle(symbol))
 }
 
 /// Whether rule 3 denies the function with this demangled name (see [`DENIED_PATHS`]).
@@ -154,6 +190,28 @@ pub(crate) struct CodeMap {
     /// sized symbol (the PLT's stubs, through which the runtime's and std's own calls to libc
     /// pass with their locks held) is never allowed.
     allowed: Option<Vec<(usize, usize)>>,
+    /// The [`LOCK_WAITS`] functions, in memory (sorted; empty for a stripped executable).
+    lock_waits: Vec<(usize, usize)>,
+}
+
+/// The interrupted thread's registers that the rules read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Interrupted {
+    pub(crate) pc: usize,
+    pub(crate) sp: usize,
+    /// The system call number while inside the `syscall` instruction (or about to enter it).
+    pub(crate) rax: u64,
+    /// The futex command, in a `futex` call.
+    pub(crate) rsi: u64,
+}
+
+/// Where rule 3 allows a preemption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SafePoint {
+    /// A task's own code.
+    Code,
+    /// A wait for a std lock (rule 3's exception).
+    LockWait,
 }
 
 static CODE_MAP: OnceLock<CodeMap> = OnceLock::new();
@@ -166,19 +224,37 @@ pub(crate) fn build_code_map() {
 impl CodeMap {
     fn read() -> CodeMap {
         let (bias, executable) = executable_segments();
-        let allowed = match allowed_functions(bias) {
-            Ok(allowed) => Some(allowed),
+        let (allowed, lock_waits) = match functions(bias) {
+            Ok(functions) => {
+                let missing: Vec<&str> = LOCK_WAITS
+                    .iter()
+                    .zip(functions.lock_waits_found)
+                    .filter(|(_, found)| !found)
+                    .map(|(name, _)| *name)
+                    .collect();
+                if !missing.is_empty() {
+                    eprintln!(
+                        "maniac: preemption finds no {} in the executable (inlined by LTO, or \
+                         renamed by this std): a task waiting for such a std lock held by a task \
+                         preempted on its worker will block that worker (maniac::preempt docs, \
+                         \"Hazards\")",
+                        missing.join(", ")
+                    );
+                }
+                (Some(functions.allowed), functions.lock_waits)
+            }
             Err(why) => {
                 eprintln!(
                     "maniac: preemption reads no symbol table ({why}); it will interrupt any \
                      code of the executable (rule 3 of maniac::preempt reduced to its first half)"
                 );
-                None
+                (None, Vec::new())
             }
         };
         CodeMap {
             executable,
             allowed,
+            lock_waits,
         }
     }
 
@@ -234,13 +310,24 @@ fn executable_segments() -> (usize, Vec<(usize, usize)>) {
     (found.bias, found.segments)
 }
 
-/// The allowed functions of the executable's symbol table, in memory (`CodeMap::allowed`).
-fn allowed_functions(bias: usize) -> Result<Vec<(usize, usize)>, String> {
+/// What rule 3 takes from the executable's symbol table.
+struct Functions {
+    /// `CodeMap::allowed`.
+    allowed: Vec<(usize, usize)>,
+    /// `CodeMap::lock_waits`.
+    lock_waits: Vec<(usize, usize)>,
+    /// Which of [`LOCK_WAITS`] were found.
+    lock_waits_found: [bool; LOCK_WAITS.len()],
+}
+
+/// Reads the executable's symbol table (`CodeMap`).
+fn functions(bias: usize) -> Result<Functions, String> {
     use object::{Object, ObjectSymbol, SymbolKind};
     let path = std::env::current_exe().map_err(|e| e.to_string())?;
     let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
-    let (mut allowed, mut denied) = (Vec::new(), Vec::new());
+    let (mut allowed, mut denied, mut lock_waits) = (Vec::new(), Vec::new(), Vec::new());
+    let mut lock_waits_found = [false; LOCK_WAITS.len()];
     for symbol in file.symbols() {
         if symbol.kind() != SymbolKind::Text || symbol.size() == 0 {
             continue;
@@ -248,15 +335,29 @@ fn allowed_functions(bias: usize) -> Result<Vec<(usize, usize)>, String> {
         let start = bias + symbol.address() as usize;
         let range = (start, start + symbol.size() as usize);
         // A name that cannot be read is denied: nothing says what the code does.
-        match symbol.name() {
-            Ok(name) if !is_denied_symbol(name) => allowed.push(range),
-            _ => denied.push(range),
+        let Ok(name) = symbol.name() else {
+            denied.push(range);
+            continue;
+        };
+        let name = demangled(name);
+        if let Some(index) = lock_wait_index(&name) {
+            lock_waits.push(range);
+            lock_waits_found[index] = true;
+        }
+        if is_denied(&name) {
+            denied.push(range);
+        } else {
+            allowed.push(range);
         }
     }
     if allowed.is_empty() && denied.is_empty() {
         return Err("the executable is stripped".into());
     }
-    Ok(subtract(&merge(allowed), &merge(denied)))
+    Ok(Functions {
+        allowed: subtract(&merge(allowed), &merge(denied)),
+        lock_waits: merge(lock_waits),
+        lock_waits_found,
+    })
 }
 
 /// Sorts `ranges` and merges the overlapping ones.
@@ -299,8 +400,8 @@ fn subtract(from: &[(usize, usize)], remove: &[(usize, usize)]) -> Vec<(usize, u
     result
 }
 
-/// The four rules, for an interrupted `pc` and `sp`. Async-signal-safe.
-pub(crate) fn check(pc: usize, sp: usize) -> Result<(), DeferReason> {
+/// The four rules, for an interrupted thread. Async-signal-safe.
+pub(crate) fn check(at: &Interrupted) -> Result<SafePoint, DeferReason> {
     // Rule 1.
     if context::current_task().is_none() {
         return Err(DeferReason::NotInPoll);
@@ -313,24 +414,55 @@ pub(crate) fn check(pc: usize, sp: usize) -> Result<(), DeferReason> {
     if std::thread::panicking() {
         return Err(DeferReason::Panicking);
     }
+    // Rule 4 comes first only in the evaluation (the exception of rule 3 reads the stack); a
+    // request that fails both counts as rule 3's.
+    let stack_has_room = matches!(
+        coroutine::current_switchable_stack(),
+        Some((low, high)) if at.sp > low + super::trampoline::frame_bytes() && at.sp <= high
+    );
     // Rule 3.
     let Some(map) = CODE_MAP.get() else {
         return Err(DeferReason::OutsideExecutable);
     };
-    if !CodeMap::contains(&map.executable, pc) {
+    let point = if CodeMap::contains(&map.executable, at.pc) {
+        if map
+            .allowed
+            .as_ref()
+            .is_some_and(|allowed| !CodeMap::contains(allowed, at.pc))
+        {
+            return Err(DeferReason::Denylisted);
+        }
+        SafePoint::Code
+    } else if stack_has_room && map.is_lock_wait(at) {
+        SafePoint::LockWait
+    } else {
         return Err(DeferReason::OutsideExecutable);
-    }
-    if map
-        .allowed
-        .as_ref()
-        .is_some_and(|allowed| !CodeMap::contains(allowed, pc))
-    {
-        return Err(DeferReason::Denylisted);
-    }
+    };
     // Rule 4.
-    match coroutine::current_switchable_stack() {
-        Some((low, high)) if sp > low + super::trampoline::frame_bytes() && sp <= high => Ok(()),
-        _ => Err(DeferReason::Stack),
+    if stack_has_room {
+        Ok(point)
+    } else {
+        Err(DeferReason::Stack)
+    }
+}
+
+impl CodeMap {
+    /// Rule 3's exception (module doc), for a thread interrupted outside the executable whose
+    /// stack pointer lies in its generator's stack. Async-signal-safe.
+    fn is_lock_wait(&self, at: &Interrupted) -> bool {
+        const FUTEX_COMMAND: u64 = !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME) as u64;
+        let waits = matches!(
+            at.rsi & FUTEX_COMMAND,
+            command if command == libc::FUTEX_WAIT as u64 || command == libc::FUTEX_WAIT_BITSET as u64
+        );
+        if at.rax != libc::SYS_futex as u64 || !waits || self.lock_waits.is_empty() {
+            return false;
+        }
+        // SAFETY: the caller checked that `sp` lies in the current generator's stack with room
+        // below it, so the 8 bytes at `sp` are mapped and readable (read unaligned: nothing
+        // promises alignment of a stack pointer caught between two instructions).
+        let return_address = unsafe { (at.sp as *const usize).read_unaligned() };
+        CodeMap::contains(&self.lock_waits, return_address)
     }
 }
 
@@ -387,13 +519,38 @@ mod tests {
     #[test]
     fn symbols_of_both_manglings_are_recognised() {
         // std's `SyncWaker::notify` (which holds the channel's waker lock), v0 and legacy.
-        assert!(is_denied_symbol(
-            "_RNvMs0_NtNtNtCsjrHSEGnQ3l9_3std4sync4mpmc5wakerNtB5_9SyncWaker6notify"
-        ));
-        assert!(is_denied_symbol(
-            "_ZN3std4sync4mpmc5waker5Waker6notify17he264fc2137c85dd6E"
-        ));
-        assert!(!is_denied_symbol("_ZN5myapp3hog17h0123456789abcdefE"));
+        for symbol in [
+            "_RNvMs0_NtNtNtCsjrHSEGnQ3l9_3std4sync4mpmc5wakerNtB5_9SyncWaker6notify",
+            "_ZN3std4sync4mpmc5waker5Waker6notify17he264fc2137c85dd6E",
+        ] {
+            assert!(is_denied(&demangled(symbol)), "{symbol} is not denied");
+        }
+        assert!(!is_denied(&demangled("_ZN5myapp3hog17h0123456789abcdefE")));
+        // The lock waits, in both spellings.
+        assert_eq!(
+            lock_wait_index("<std::sys::sync::mutex::futex::Mutex>::lock_contended"),
+            Some(0)
+        );
+        assert_eq!(
+            lock_wait_index("std::sys::sync::rwlock::futex::RwLock::write_contended"),
+            Some(2)
+        );
+        assert_eq!(
+            lock_wait_index("<std::sys::sync::condvar::futex::Condvar>::wait"),
+            None
+        );
+    }
+
+    #[test]
+    fn this_test_binary_has_every_lock_wait() {
+        let bias = executable_segments().0;
+        let found = functions(bias).unwrap().lock_waits_found;
+        for (wait, found) in LOCK_WAITS.iter().zip(found) {
+            assert!(
+                found,
+                "std has no {wait} any more: rule 3's exception needs the new name"
+            );
+        }
     }
 
     #[test]

@@ -109,11 +109,16 @@ extern "C" fn handle_request(
     // SAFETY: for an SA_SIGINFO handler the third argument is the interrupted `ucontext_t`,
     // which the kernel restores on return; we are its only user until then.
     let registers = unsafe { &mut (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
-    let pc = registers[libc::REG_RIP as usize] as usize;
-    let sp = registers[libc::REG_RSP as usize] as usize;
+    let at = safepoint::Interrupted {
+        pc: registers[libc::REG_RIP as usize] as usize,
+        sp: registers[libc::REG_RSP as usize] as usize,
+        rax: registers[libc::REG_RAX as usize] as u64,
+        rsi: registers[libc::REG_RSI as usize] as u64,
+    };
+    let (pc, sp) = (at.pc, at.sp);
     // Rule 3.
-    match safepoint::check(pc, sp) {
-        Ok(()) => {
+    match safepoint::check(&at) {
+        Ok(point) => {
             // What a `call trampoline` at `pc` would have done, below the red zone.
             let return_address = sp - 128 - 8;
             // SAFETY: rule 4 of the safe points checked that `sp` lies in the current generator's
@@ -122,7 +127,7 @@ extern "C" fn handle_request(
             unsafe { ptr::write(return_address as *mut u64, pc as u64) };
             registers[libc::REG_RSP as usize] = return_address as i64;
             registers[libc::REG_RIP as usize] = trampoline::trampoline_address() as i64;
-            slot.count_preemption();
+            slot.count_preemption(point == safepoint::SafePoint::LockWait);
         }
         Err(reason) => slot.count_deferral(reason),
     }

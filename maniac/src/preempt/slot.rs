@@ -76,6 +76,8 @@ pub(crate) struct WorkerSlot {
     /// ever sent to a thread that is gone.
     thread: Mutex<Option<libc::pthread_t>>,
     preemptions: AtomicU64,
+    /// Of `preemptions`, those of a poll waiting for a std lock (`safepoint` rule 3's exception).
+    lock_waits_preempted: AtomicU64,
     deferred: [AtomicU64; DeferReason::ALL.len()],
     /// The longest poll the monitor has seen, in nanoseconds.
     longest_poll_ns: AtomicU64,
@@ -90,6 +92,7 @@ impl WorkerSlot {
             preempted: AtomicBool::new(false),
             thread: Mutex::new(None),
             preemptions: AtomicU64::new(0),
+            lock_waits_preempted: AtomicU64::new(0),
             deferred: Default::default(),
             longest_poll_ns: AtomicU64::new(0),
         }
@@ -178,8 +181,11 @@ impl WorkerSlot {
     }
 
     /// Async-signal-safe.
-    pub(crate) fn count_preemption(&self) {
+    pub(crate) fn count_preemption(&self, lock_wait: bool) {
         self.preemptions.fetch_add(1, Ordering::Relaxed);
+        if lock_wait {
+            self.lock_waits_preempted.fetch_add(1, Ordering::Relaxed);
+        }
         self.preempted.store(true, Ordering::Relaxed);
     }
 
@@ -202,6 +208,7 @@ impl WorkerSlot {
     pub(crate) fn stats(&self) -> WorkerPreemptionStats {
         WorkerPreemptionStats {
             preemptions: self.preemptions.load(Ordering::Relaxed),
+            lock_waits_preempted: self.lock_waits_preempted.load(Ordering::Relaxed),
             deferred: DeferReason::ALL.map(|reason| {
                 (
                     reason,
@@ -219,6 +226,7 @@ impl WorkerSlot {
 #[derive(Debug, Clone)]
 pub struct WorkerPreemptionStats {
     preemptions: u64,
+    lock_waits_preempted: u64,
     deferred: [(DeferReason, u64); DeferReason::ALL.len()],
     longest_poll: std::time::Duration,
 }
@@ -227,6 +235,13 @@ impl WorkerPreemptionStats {
     /// Polls preempted so far.
     pub fn preemptions(&self) -> u64 {
         self.preemptions
+    }
+
+    /// Of [`preemptions`](Self::preemptions), those of a poll that was waiting for a
+    /// `std::sync::Mutex`, `RwLock` or `Once` (`maniac::preempt` module doc, "Hazards"): each
+    /// one a wait that would otherwise have blocked the worker, perhaps for good.
+    pub fn lock_waits_preempted(&self) -> u64 {
+        self.lock_waits_preempted
     }
 
     /// Requests deferred for `reason` so far.
