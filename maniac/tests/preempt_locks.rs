@@ -9,9 +9,11 @@
 //! holder is preempted) has started to wait, and then for a while longer, so that the holder can
 //! finish only if the waiter is preempted in its wait. Every combination of the None and Poll
 //! modes is tried. The stress test mixes hogs that hold a shared lock across long computations
-//! on four workers, with results checked.
+//! on four workers, with results checked. The last test takes a lock that is not std's (a
+//! pthread mutex, waited for inside libc): that deadlock is real, and the runtime must say so.
 
 mod common;
+mod coroutine_common;
 mod preempt_common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use common::TIMEOUT;
+use coroutine_common::in_child;
 use maniac::coroutine::spawn_pinned;
 use maniac::runtime::Runtime;
 use maniac::task::JoinHandle;
@@ -256,4 +259,70 @@ fn contended_mutex_held_across_preemptions_stays_live_and_exact() {
             figures(&rt)
         );
     });
+}
+
+/// A pthread mutex for the last test, leaked (the child process exits with it locked).
+struct PthreadMutex(*mut libc::pthread_mutex_t);
+
+// SAFETY: a pthread mutex is made to be locked from any thread; the pointer is never freed.
+unsafe impl Send for PthreadMutex {}
+// SAFETY: as above.
+unsafe impl Sync for PthreadMutex {}
+
+impl PthreadMutex {
+    fn new() -> PthreadMutex {
+        PthreadMutex(Box::into_raw(Box::new(libc::PTHREAD_MUTEX_INITIALIZER)))
+    }
+
+    fn lock(&self) {
+        // SAFETY: the mutex is initialised and never moves or is freed (leaked above).
+        assert_eq!(unsafe { libc::pthread_mutex_lock(self.0) }, 0);
+    }
+}
+
+/// A waiter blocked inside libc on a pthread mutex held by a task preempted on the same worker:
+/// no safe point can free the worker, and the monitor must report it (`monitor` rule 5) rather
+/// than leave a silent hang.
+#[test]
+fn worker_blocked_on_a_foreign_lock_held_by_a_preempted_task_is_reported() {
+    const NAME: &str = "worker_blocked_on_a_foreign_lock_held_by_a_preempted_task_is_reported";
+    if !supported(NAME) {
+        return;
+    }
+    let child = in_child(NAME, || {
+        let rt = runtime(1, Duration::from_millis(1));
+        let lock = Arc::new(PthreadMutex::new());
+        let waiting = Arc::new(AtomicBool::new(false));
+        rt.spawn(async move {
+            lock.lock();
+            maniac::spawn({
+                let (lock, waiting) = (lock.clone(), waiting.clone());
+                async move {
+                    waiting.store(true, Ordering::SeqCst);
+                    lock.lock();
+                }
+            });
+            hog_until(7, &waiting);
+            hog_until(7, &AtomicBool::new(false));
+        });
+        // Rule 5 reports after a second of the waiter's poll; the worker never comes back.
+        std::thread::sleep(Duration::from_secs(6));
+        println!("{}", figures(&rt));
+        std::process::exit(0);
+    });
+    if let Some(child) = child {
+        assert!(
+            child.status.success()
+                && child
+                    .stderr
+                    .contains("maniac: worker 0 has been in one poll for")
+                && child
+                    .stderr
+                    .contains("while 1 preempted poll(s) wait to resume"),
+            "no report of the deadlocked worker ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            child.status,
+            child.stdout,
+            child.stderr
+        );
+    }
 }

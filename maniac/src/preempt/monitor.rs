@@ -18,6 +18,11 @@
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
 //! 4. It stops when told to ([`Monitor::stop`]), and is joined then.
+//! 5. A poll it has seen running for [`STUCK_REPORT`] (or ten quanta, if longer) while polls
+//!    preempted on the same worker wait to resume there is reported on stderr, once per runtime:
+//!    every request for it was deferred all that time, which is what a worker blocked for good on
+//!    a lock one of those polls holds looks like (the `preempt` module doc's first hazard). A
+//!    hang then says what to look for.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,6 +34,9 @@ use super::slot::WorkerSlot;
 /// The shortest look period (rule 1).
 const MIN_PERIOD: Duration = Duration::from_micros(25);
 
+/// How long a poll may run beside waiting preempted polls before rule 5 reports it.
+pub(crate) const STUCK_REPORT: Duration = Duration::from_secs(1);
+
 /// What the monitor thread and the workers share.
 #[derive(Debug)]
 pub(crate) struct MonitorShared {
@@ -36,6 +44,8 @@ pub(crate) struct MonitorShared {
     quantum: Duration,
     pub(crate) signal: libc::c_int,
     sleeping: AtomicBool,
+    /// Whether rule 5 has reported a worker.
+    reported_stuck: AtomicBool,
     /// `true` once told to stop; the condvar's lock.
     stop: Mutex<bool>,
     wake: Condvar,
@@ -58,6 +68,7 @@ impl Monitor {
             quantum,
             signal,
             sleeping: AtomicBool::new(false),
+            reported_stuck: AtomicBool::new(false),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -108,8 +119,8 @@ impl MonitorShared {
         while !self.stopped() {
             let now = Instant::now();
             let mut any_long = false;
-            for (slot, seen) in self.slots.iter().zip(seen.iter_mut()) {
-                any_long |= self.look(slot, seen, now);
+            for (index, (slot, seen)) in self.slots.iter().zip(seen.iter_mut()).enumerate() {
+                any_long |= self.look(index, slot, seen, now);
             }
             if self.slots.iter().all(WorkerSlot::is_parked) {
                 self.sleep_while_all_parked();
@@ -128,7 +139,13 @@ impl MonitorShared {
     }
 
     /// Rule 2 for one worker. Returns whether its running poll was running at the previous look.
-    fn look(&self, slot: &WorkerSlot, seen: &mut Option<(u64, Instant)>, now: Instant) -> bool {
+    fn look(
+        &self,
+        index: usize,
+        slot: &WorkerSlot,
+        seen: &mut Option<(u64, Instant)>,
+        now: Instant,
+    ) -> bool {
         let Some(poll) = slot.running_poll() else {
             *seen = None;
             return false;
@@ -140,6 +157,9 @@ impl MonitorShared {
                 if running >= self.quantum && slot.request(poll) {
                     self.signal(slot);
                 }
+                if running >= STUCK_REPORT.max(self.quantum * 10) {
+                    self.report_stuck(index, slot, running);
+                }
                 true
             }
             _ => {
@@ -147,6 +167,22 @@ impl MonitorShared {
                 false
             }
         }
+    }
+
+    /// Rule 5.
+    fn report_stuck(&self, index: usize, slot: &WorkerSlot, running: Duration) {
+        let waiting = slot.preempted_waiting();
+        if waiting == 0 || self.reported_stuck.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        eprintln!(
+            "maniac: worker {index} has been in one poll for {running:.1?}, never at a point \
+             where it could be preempted, while {waiting} preempted poll(s) wait to resume on that \
+             worker. If that poll is blocked on a lock one of them holds (a parking_lot or C \
+             library lock: std's locks are handled), the worker is deadlocked: hold such locks \
+             inside maniac::preempt::no_preempt or use an async lock (maniac::preempt docs, \
+             \"Hazards\"). Reported once per runtime."
+        );
     }
 
     fn signal(&self, slot: &WorkerSlot) {

@@ -76,6 +76,9 @@ pub(crate) struct WorkerSlot {
     /// ever sent to a thread that is gone.
     thread: Mutex<Option<libc::pthread_t>>,
     preemptions: AtomicU64,
+    /// Polls preempted on this worker that have not resumed yet (for the monitor's report of
+    /// a worker that looks deadlocked, `monitor` rule 5).
+    preempted_waiting: AtomicU64,
     /// Of `preemptions`, those of a poll waiting for a std lock (`safepoint` rule 3's exception).
     lock_waits_preempted: AtomicU64,
     deferred: [AtomicU64; DeferReason::ALL.len()],
@@ -92,6 +95,7 @@ impl WorkerSlot {
             preempted: AtomicBool::new(false),
             thread: Mutex::new(None),
             preemptions: AtomicU64::new(0),
+            preempted_waiting: AtomicU64::new(0),
             lock_waits_preempted: AtomicU64::new(0),
             deferred: Default::default(),
             longest_poll_ns: AtomicU64::new(0),
@@ -187,6 +191,20 @@ impl WorkerSlot {
             self.lock_waits_preempted.fetch_add(1, Ordering::Relaxed);
         }
         self.preempted.store(true, Ordering::Relaxed);
+    }
+
+    /// A preempted poll is switched out (`true`), or resumes (`false`). Owner thread only.
+    pub(crate) fn set_preempted_waiting(&self, switched_out: bool) {
+        if switched_out {
+            self.preempted_waiting.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.preempted_waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// For the monitor: how many preempted polls wait to resume on this worker.
+    pub(crate) fn preempted_waiting(&self) -> u64 {
+        self.preempted_waiting.load(Ordering::Relaxed)
     }
 
     /// For the worker loop: whether a poll was preempted since the last call. Owner thread only

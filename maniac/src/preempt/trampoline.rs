@@ -115,8 +115,12 @@ unsafe extern "C" {
 #[unsafe(no_mangle)]
 extern "C" fn maniac_preempt_entry() {
     // The handler checked every condition of the Switch operation on this very thread, and
-    // nothing ran in between: it cannot refuse.
+    // nothing ran in between: it cannot refuse. The poll resumes on this thread, so on the same
+    // worker's slot.
+    let slot = super::signal::current_slot();
+    slot.inspect(|slot| slot.set_preempted_waiting(true));
     let switched = crate::coroutine::switch_now();
+    slot.inspect(|slot| slot.set_preempted_waiting(false));
     debug_assert!(
         switched.is_ok(),
         "preemption could not switch: {switched:?}"
