@@ -305,8 +305,13 @@ fn worker_blocked_on_a_foreign_lock_held_by_a_preempted_task_is_reported() {
             hog_until(7, &waiting);
             hog_until(7, &AtomicBool::new(false));
         });
-        // Rule 5 reports after a second of the waiter's poll; the worker never comes back.
-        std::thread::sleep(Duration::from_secs(6));
+        // Rule 5 reports when the monitor sees the waiter's poll at a second; a look later it
+        // has recorded a longer poll. The worker never comes back.
+        let longest = || rt.metrics().worker_preemption(0).unwrap().longest_poll();
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while longest() < Duration::from_millis(1_200) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         println!("{}", figures(&rt));
         std::process::exit(0);
     });
