@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Wake latency of a 1 ms ticker beside CPU hogs: maniac (preemption at 1 ms and at 100 µs, and
-# off), tokio and Go, with the same workload (maniac-bench's `preempt_latency`, and
+# Wake latency of a 1 ms ticker beside CPU hogs: maniac (preemption at 1 ms and at 100 µs, with
+# its monitor at real-time priority, the default, and at normal priority (`_normal`); and off),
+# tokio and Go, with the same workload (maniac-bench's `preempt_latency`, and
 # maniac-bench/go/latency.go), in one run.
 #
 #   maniac-bench/preempt_bench.sh [--reps R] [--workers W] [--seconds S]
 #
 # Installs Debian's golang-go if `go` is missing (apt-get, as root), builds the Go program and
 # maniac-bench in release, then for each of R repetitions (default 3) runs the Go program and
-# `maniac-bench --only preempt_latency --reps 1` (which runs its four contenders), alternating
+# `maniac-bench --only preempt_latency --reps 1` (which runs its six contenders), alternating
 # which goes first. Every contender measures for S seconds (default 2) with W workers (default:
 # the machine's cores) and 2W hogs. Prints each run's figures, then one table of each contender's
 # medians over the repetitions, with the ratios of its p99 and p99.9 to Go's and to
@@ -67,11 +68,11 @@ field() {
 }
 
 echo
-printf "%-13s %7s %10s %10s %10s %10s %9s %9s %12s %12s\n" median ticks "p50 (us)" "p99 (us)" \
+printf "%-20s %7s %10s %10s %10s %10s %9s %9s %12s %12s\n" median ticks "p50 (us)" "p99 (us)" \
     "p99.9 (us)" "max (us)" "p99/go" "p99.9/go" "p99/m_1ms" "p99.9/m_1ms"
 go_p99=$(field go p99_us | median) go_p999=$(field go p999_us | median)
 m_p99=$(field maniac_1ms p99_us | median) m_p999=$(field maniac_1ms p999_us | median)
-for runtime in maniac_1ms maniac_100us maniac_off tokio go; do
+for runtime in maniac_1ms maniac_100us maniac_1ms_normal maniac_100us_normal maniac_off tokio go; do
     ticks=$(field "$runtime" ticks | median)
     p50=$(field "$runtime" p50_us | median)
     p99=$(field "$runtime" p99_us | median)
@@ -79,7 +80,7 @@ for runtime in maniac_1ms maniac_100us maniac_off tokio go; do
     max=$(field "$runtime" max_us | median)
     awk -v r="$runtime" -v t="$ticks" -v a="$p50" -v b="$p99" -v c="$p999" -v d="$max" \
         -v gb="$go_p99" -v gc="$go_p999" -v mb="$m_p99" -v mc="$m_p999" 'BEGIN {
-        printf "%-13s %7d %10.0f %10.0f %10.0f %10.0f %9.3f %9.3f %12.2f %12.2f\n",
+        printf "%-20s %7d %10.0f %10.0f %10.0f %10.0f %9.3f %9.3f %12.2f %12.2f\n",
             r, t, a, b, c, d, b / gb, c / gc, b / mb, c / mc
     }'
 done

@@ -658,7 +658,7 @@ fn run_preemption_measurements(options: &Options) {
                 measure.as_secs_f64()
             );
             println!(
-                "{:<14} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>12} {:>9} {:>11}  goal",
+                "{:<20} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>12} {:>9} {:>11}  goal",
                 "contender",
                 "ticks",
                 "p50",
@@ -702,7 +702,7 @@ fn run_preemption_measurements(options: &Options) {
                     if run.p999 <= bound { "met" } else { "missed" }
                 });
                 println!(
-                    "{:<14} {:>7.0} {:>9} {:>9} {:>9} {:>9} {:>6.0} {:>12.0} {:>9.0} {:>11.3}  {goal}",
+                    "{:<20} {:>7.0} {:>9} {:>9} {:>9} {:>9} {:>6.0} {:>12.0} {:>9.0} {:>11.3}  {goal}",
                     contender.name,
                     run.ticks,
                     format_us(run.p50),

@@ -184,6 +184,8 @@ pub struct Contender {
     pub name: &'static str,
     /// `None`: tokio; `Some(None)`: maniac, preemption off; `Some(Some(q))`: maniac at `q`.
     maniac: Option<Option<Duration>>,
+    /// maniac's `Builder::preemption_realtime_monitor`.
+    realtime_monitor: bool,
 }
 
 impl Contender {
@@ -194,22 +196,36 @@ impl Contender {
 }
 
 /// Every contender, in report order.
-pub const CONTENDERS: [Contender; 4] = [
+pub const CONTENDERS: [Contender; 6] = [
     Contender {
         name: "maniac_1ms",
         maniac: Some(Some(QUANTA[0])),
+        realtime_monitor: true,
     },
     Contender {
         name: "maniac_100us",
         maniac: Some(Some(QUANTA[1])),
+        realtime_monitor: true,
+    },
+    Contender {
+        name: "maniac_1ms_normal",
+        maniac: Some(Some(QUANTA[0])),
+        realtime_monitor: false,
+    },
+    Contender {
+        name: "maniac_100us_normal",
+        maniac: Some(Some(QUANTA[1])),
+        realtime_monitor: false,
     },
     Contender {
         name: "maniac_off",
         maniac: Some(None),
+        realtime_monitor: true,
     },
     Contender {
         name: "tokio",
         maniac: None,
+        realtime_monitor: true,
     },
 ];
 
@@ -308,7 +324,7 @@ pub fn latency_once(
             (latencies, jobs, 0, 0, Duration::ZERO)
         }
         Some(quantum) => {
-            let rt = Maniac::with_preemption(workers, quantum);
+            let rt = Maniac::with_preemption(workers, quantum, contender.realtime_monitor);
             let before = threads_schedstat(MONITOR_THREAD);
             let (latencies, jobs) = latency_workload(&rt, workers, job_steps, measure);
             let after = threads_schedstat(MONITOR_THREAD);
@@ -475,7 +491,7 @@ pub fn cost_once(
     tasks: usize,
     task_steps: u64,
 ) -> CostRun {
-    let rt = Maniac::with_preemption(workers, quantum);
+    let rt = Maniac::with_preemption(workers, quantum, true);
     // Every worker up and idle before the clock starts.
     rt.block_on(async {
         let handles: Vec<_> = (0..workers * 4)

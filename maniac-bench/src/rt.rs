@@ -175,13 +175,18 @@ impl_rt!(
 
 impl Maniac {
     /// A maniac runtime of `workers` workers preempting at `quantum` (`None`: preemption off),
-    /// whatever [`set_maniac_preemption`] says.
-    pub fn with_preemption(workers: usize, quantum: Option<Duration>) -> Maniac {
+    /// whatever [`set_maniac_preemption`] says, its monitor at real-time priority or not.
+    pub fn with_preemption(
+        workers: usize,
+        quantum: Option<Duration>,
+        realtime_monitor: bool,
+    ) -> Maniac {
         let mut builder = maniac::runtime::Builder::new_multi_thread();
         builder
             .worker_threads(workers)
             .enable_all()
-            .preemption(quantum.is_some());
+            .preemption(quantum.is_some())
+            .preemption_realtime_monitor(realtime_monitor);
         if let Some(quantum) = quantum {
             builder.preemption_quantum(quantum);
         }

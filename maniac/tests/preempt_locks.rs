@@ -281,7 +281,7 @@ impl PthreadMutex {
 }
 
 /// A waiter blocked inside libc on a pthread mutex held by a task preempted on the same worker:
-/// no safe point can free the worker, and the monitor must report it (`monitor` rule 5) rather
+/// no safe point can free the worker, and the monitor must report it (`monitor` rule 6) rather
 /// than leave a silent hang.
 #[test]
 fn worker_blocked_on_a_foreign_lock_held_by_a_preempted_task_is_reported() {
@@ -305,7 +305,7 @@ fn worker_blocked_on_a_foreign_lock_held_by_a_preempted_task_is_reported() {
             hog_until(7, &waiting);
             hog_until(7, &AtomicBool::new(false));
         });
-        // Rule 5 reports when the monitor sees the waiter's poll at a second; a look later it
+        // Rule 6 reports when the monitor sees the waiter's poll at a second; a look later it
         // has recorded a longer poll. The worker never comes back.
         let longest = || rt.metrics().worker_preemption(0).unwrap().longest_poll();
         let deadline = std::time::Instant::now() + TIMEOUT;

@@ -121,6 +121,43 @@ fn preemption_is_on_by_default_for_multi_thread_runtimes_only() {
     assert!(!current().metrics().preemption_enabled());
 }
 
+/// Whether this process may give a thread the lowest real-time priority (tried on a scratch
+/// thread).
+fn realtime_permitted() -> bool {
+    thread::spawn(|| {
+        let lowest = libc::sched_param { sched_priority: 1 };
+        // SAFETY: changes only the scheduling of this scratch thread, which then exits.
+        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &lowest) == 0 }
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn the_preemption_monitor_is_realtime_by_default_where_permitted() {
+    if !maniac::preempt::is_supported() {
+        return;
+    }
+    let permitted = realtime_permitted();
+    assert_eq!(
+        multi(1).metrics().preemption_monitor_realtime(),
+        permitted,
+        "the default monitor's priority (real-time permitted here: {permitted})"
+    );
+    let normal = Builder::new_multi_thread()
+        .worker_threads(1)
+        .preemption_realtime_monitor(false)
+        .build()
+        .unwrap();
+    assert!(!normal.metrics().preemption_monitor_realtime());
+    let off = Builder::new_multi_thread()
+        .worker_threads(1)
+        .preemption(false)
+        .build()
+        .unwrap();
+    assert!(!off.metrics().preemption_monitor_realtime());
+}
+
 #[test]
 fn zero_global_queue_interval_is_an_invalid_input_error() {
     let error = Builder::new_multi_thread()

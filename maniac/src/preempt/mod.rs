@@ -55,7 +55,7 @@
 //!   wait functions inlined away; the runtime then says so at start-up, and the rest of this
 //!   item applies to std's locks too.) *Any other blocking lock* (`parking_lot`'s, a pthread
 //!   mutex inside a C library) deadlocks the worker, and the monitor says so on stderr once the
-//!   worker has been stuck for a second (`monitor` rule 5): use async locks
+//!   worker has been stuck for a second (`monitor` rule 6): use async locks
 //!   (`tokio::sync::Mutex`), or hold the lock inside [`no_preempt`]. (A spin lock written in the
 //!   program itself is preempted while it spins, like any other code of the program.)
 //! - **A `thread_local!` `RefCell` borrowed across a long computation**: another task on the same
@@ -221,6 +221,8 @@ impl<T> DerefMut for Held<'_, T> {
 pub(crate) struct PreemptionConfig {
     pub(crate) quantum: Duration,
     pub(crate) signal: i32,
+    /// `Builder::preemption_realtime_monitor`.
+    pub(crate) realtime_monitor: bool,
 }
 
 /// A runtime's preemption machinery: the workers' slots and the monitor.
@@ -245,7 +247,7 @@ impl Preemption {
             }
             safepoint::build_code_map();
             signal::install(config.signal)?;
-            let monitor = monitor::Monitor::start(workers, config.quantum, config.signal)?;
+            let monitor = monitor::Monitor::start(workers, config)?;
             Ok(Some(Preemption { monitor }))
         }
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
@@ -266,6 +268,18 @@ impl Preemption {
         {
             let _ = index;
             unreachable!("no preemption on this target")
+        }
+    }
+
+    /// Whether the monitor got its real-time priority.
+    pub(crate) fn monitor_is_realtime(&self) -> bool {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        {
+            self.monitor.realtime
+        }
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        {
+            false
         }
     }
 

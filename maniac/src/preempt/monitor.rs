@@ -9,16 +9,19 @@
 //!    short, as in a busy server), it backs off, doubling the sleep up to one quantum: on a
 //!    machine whose cores are all busy, each look costs a context switch of somebody's.
 //! 2. A worker whose *same* poll it has seen running for at least the quantum since it first saw
-//!    it gets a request: the pending flag, then `pthread_kill`. So a poll is preempted after
-//!    running between one quantum and one quantum and a period (two quanta and a quarter when
-//!    it starts while the monitor is backed off). Requests coalesce: no second signal while one
-//!    is pending. A deferred request is repeated at the next look while the same poll still
-//!    runs.
+//!    it gets a request: the pending flag, then `pthread_kill`. The monitor wakes for the moment
+//!    the earliest poll it has seen reaches the quantum (besides its periodic looks), so a poll
+//!    is preempted after running between one quantum and one quantum and a period (up to two
+//!    quanta when it starts while the monitor is backed off), plus the monitor's and the
+//!    signal's own lateness. Requests coalesce: no second signal while one is pending. A
+//!    deferred request is repeated at the next look while the same poll still runs.
 //! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
-//! 4. It stops when told to ([`Monitor::stop`]), and is joined then.
-//! 5. A poll it has seen running for [`STUCK_REPORT`] (or ten quanta, if longer) while polls
+//! 4. It runs at the lowest real-time priority when it may (`Builder::preemption_realtime_monitor`):
+//!    a look that waits for a CPU behind the very polls it is to preempt comes late by as much.
+//! 5. It stops when told to ([`Monitor::stop`]), and is joined then.
+//! 6. A poll it has seen running for [`STUCK_REPORT`] (or ten quanta, if longer) while polls
 //!    preempted on the same worker wait to resume there is reported on stderr, once per runtime:
 //!    every request for it was deferred all that time, which is what a worker blocked for good on
 //!    a lock one of those polls holds looks like (the `preempt` module doc's first hazard). A
@@ -29,12 +32,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::PreemptionConfig;
 use super::slot::WorkerSlot;
 
 /// The shortest look period (rule 1).
 const MIN_PERIOD: Duration = Duration::from_micros(25);
 
-/// How long a poll may run beside waiting preempted polls before rule 5 reports it.
+/// How long a poll may run beside waiting preempted polls before rule 6 reports it.
 pub(crate) const STUCK_REPORT: Duration = Duration::from_secs(1);
 
 /// What the monitor thread and the workers share.
@@ -44,7 +48,7 @@ pub(crate) struct MonitorShared {
     quantum: Duration,
     pub(crate) signal: libc::c_int,
     sleeping: AtomicBool,
-    /// Whether rule 5 has reported a worker.
+    /// Whether rule 6 has reported a worker.
     reported_stuck: AtomicBool,
     /// `true` once told to stop; the condvar's lock.
     stop: Mutex<bool>,
@@ -55,18 +59,16 @@ pub(crate) struct MonitorShared {
 pub(crate) struct Monitor {
     pub(crate) shared: Arc<MonitorShared>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// Whether rule 4's priority was granted.
+    pub(crate) realtime: bool,
 }
 
 impl Monitor {
-    pub(crate) fn start(
-        workers: usize,
-        quantum: Duration,
-        signal: libc::c_int,
-    ) -> std::io::Result<Monitor> {
+    pub(crate) fn start(workers: usize, config: PreemptionConfig) -> std::io::Result<Monitor> {
         let shared = Arc::new(MonitorShared {
             slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
-            quantum,
-            signal,
+            quantum: config.quantum,
+            signal: config.signal,
             sleeping: AtomicBool::new(false),
             reported_stuck: AtomicBool::new(false),
             stop: Mutex::new(false),
@@ -78,9 +80,20 @@ impl Monitor {
                 .name("maniac-monitor".into())
                 .spawn(move || shared.run())?
         };
+        let realtime = config.realtime_monitor && {
+            use std::os::unix::thread::JoinHandleExt;
+            let lowest = libc::sched_param { sched_priority: 1 };
+            // SAFETY: the thread is alive or at least not joined (we hold its handle), so its
+            // pthread_t is valid; the call only changes its scheduling (or fails with EPERM).
+            let status = unsafe {
+                libc::pthread_setschedparam(thread.as_pthread_t(), libc::SCHED_FIFO, &lowest)
+            };
+            status == 0
+        };
         Ok(Monitor {
             shared,
             thread: Mutex::new(Some(thread)),
+            realtime,
         })
     }
 
@@ -93,7 +106,7 @@ impl Monitor {
         }
     }
 
-    /// Rule 4.
+    /// Rule 5.
     pub(crate) fn stop(&self) {
         *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.shared.wake.notify_one();
@@ -119,8 +132,14 @@ impl MonitorShared {
         while !self.stopped() {
             let now = Instant::now();
             let mut any_long = false;
+            let mut next_due: Option<Instant> = None;
             for (index, (slot, seen)) in self.slots.iter().zip(seen.iter_mut()).enumerate() {
-                any_long |= self.look(index, slot, seen, now);
+                let (long, due) = self.look(index, slot, seen, now);
+                any_long |= long;
+                next_due = match (next_due, due) {
+                    (Some(earlier), Some(due)) => Some(earlier.min(due)),
+                    (earlier, due) => earlier.or(due),
+                };
             }
             if self.slots.iter().all(WorkerSlot::is_parked) {
                 self.sleep_while_all_parked();
@@ -133,43 +152,50 @@ impl MonitorShared {
                 } else {
                     (sleep * 2).min(self.quantum.max(period))
                 };
-                thread::sleep(sleep);
+                // Rule 2's timing: awake when a poll seen reaches the quantum, not at the next
+                // look after it (which would add up to a period, plus each sleep's lateness).
+                let wake = next_due.map_or(now + sleep, |due| due.min(now + sleep));
+                thread::sleep(wake.saturating_duration_since(Instant::now()));
             }
         }
     }
 
-    /// Rule 2 for one worker. Returns whether its running poll was running at the previous look.
+    /// Rule 2 for one worker. Returns whether its running poll was running at the previous look,
+    /// and when that poll reaches the quantum if it has not yet.
     fn look(
         &self,
         index: usize,
         slot: &WorkerSlot,
         seen: &mut Option<(u64, Instant)>,
         now: Instant,
-    ) -> bool {
+    ) -> (bool, Option<Instant>) {
         let Some(poll) = slot.running_poll() else {
             *seen = None;
-            return false;
+            return (false, None);
         };
         match *seen {
             Some((same, since)) if same == poll => {
                 let running = now - since;
                 slot.record_poll_length(u64::try_from(running.as_nanos()).unwrap_or(u64::MAX));
-                if running >= self.quantum && slot.request(poll) {
+                if running < self.quantum {
+                    return (true, Some(since + self.quantum));
+                }
+                if slot.request(poll) {
                     self.signal(slot);
                 }
                 if running >= STUCK_REPORT.max(self.quantum * 10) {
                     self.report_stuck(index, slot, running);
                 }
-                true
+                (true, None)
             }
             _ => {
                 *seen = Some((poll, now));
-                false
+                (false, Some(now + self.quantum))
             }
         }
     }
 
-    /// Rule 5.
+    /// Rule 6.
     fn report_stuck(&self, index: usize, slot: &WorkerSlot, running: Duration) {
         let waiting = slot.preempted_waiting();
         if waiting == 0 || self.reported_stuck.swap(true, Ordering::Relaxed) {

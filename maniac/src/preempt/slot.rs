@@ -77,7 +77,7 @@ pub(crate) struct WorkerSlot {
     thread: Mutex<Option<libc::pthread_t>>,
     preemptions: AtomicU64,
     /// Polls preempted on this worker that have not resumed yet (for the monitor's report of
-    /// a worker that looks deadlocked, `monitor` rule 5).
+    /// a worker that looks deadlocked, `monitor` rule 6).
     preempted_waiting: AtomicU64,
     /// Of `preemptions`, those of a poll waiting for a std lock (`safepoint` rule 3's exception).
     lock_waits_preempted: AtomicU64,

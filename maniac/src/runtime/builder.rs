@@ -38,6 +38,7 @@ pub struct Builder {
     preemption: bool,
     preemption_quantum: Duration,
     preemption_signal: i32,
+    preemption_realtime_monitor: bool,
     threads: ThreadConfig,
     enable_io: bool,
     enable_time: bool,
@@ -120,6 +121,7 @@ impl Builder {
             preemption: true,
             preemption_quantum: crate::preempt::DEFAULT_QUANTUM,
             preemption_signal: crate::preempt::DEFAULT_SIGNAL,
+            preemption_realtime_monitor: true,
             threads: ThreadConfig {
                 name: Arc::new(|| "maniac-runtime-worker".to_owned()),
                 stack_size: None,
@@ -221,8 +223,8 @@ impl Builder {
 
     /// How long a poll may run before it is preempted (default 1 ms; 100 µs to 100 ms, else
     /// `build` fails). The monitor asks for a preemption once a poll has run for one quantum to
-    /// one and a quarter (up to two and a quarter when the poll starts while every other poll is
-    /// short and the monitor looks less often). The request is honoured at the next async-safe
+    /// one and a quarter (up to two when the poll starts while every other poll is short and the
+    /// monitor looks less often). The request is honoured at the next async-safe
     /// point: at once in the task's own code, later if the task is inside the standard library
     /// or another denied crate (`maniac::preempt`, "What is and is not enforced").
     pub fn preemption_quantum(&mut self, quantum: Duration) -> &mut Builder {
@@ -236,6 +238,20 @@ impl Builder {
     /// `SIGABRT`, the job-control signals and numbers out of range make `build` fail.
     pub fn preemption_signal(&mut self, signal: i32) -> &mut Builder {
         self.preemption_signal = signal;
+        self
+    }
+
+    /// Whether the preemption monitor asks for the lowest real-time priority (`SCHED_FIFO` 1;
+    /// default `true`). It sleeps between looks and does a few loads and at most one
+    /// `pthread_kill` per worker at each, so it takes little CPU at any priority; what the
+    /// priority buys is that it runs *when* it wakes: at normal priority, on a machine whose cores
+    /// the workers' polls keep busy, it queues behind them and preemptions come late
+    /// (BENCHMARKS.md, "Preemption", measures both). Without the permission (`CAP_SYS_NICE`, or
+    /// an `RLIMIT_RTPRIO` of at least 1) it runs at normal priority, silently;
+    /// [`RuntimeMetrics::preemption_monitor_realtime`](crate::runtime::RuntimeMetrics::preemption_monitor_realtime)
+    /// tells which it got.
+    pub fn preemption_realtime_monitor(&mut self, realtime: bool) -> &mut Builder {
+        self.preemption_realtime_monitor = realtime;
         self
     }
 
@@ -344,8 +360,13 @@ impl Builder {
             thread_keep_alive: self.thread_keep_alive,
             global_queue_interval: self.global_queue_interval,
             coroutine_stack_size,
-            preemption: (self.preemption && self.flavor == Flavor::MultiThread)
-                .then_some(crate::preempt::PreemptionConfig { quantum, signal }),
+            preemption: (self.preemption && self.flavor == Flavor::MultiThread).then_some(
+                crate::preempt::PreemptionConfig {
+                    quantum,
+                    signal,
+                    realtime_monitor: self.preemption_realtime_monitor,
+                },
+            ),
             threads: self.threads.clone(),
         })
     }
@@ -363,6 +384,10 @@ impl fmt::Debug for Builder {
             .field("preemption", &self.preemption)
             .field("preemption_quantum", &self.preemption_quantum)
             .field("preemption_signal", &self.preemption_signal)
+            .field(
+                "preemption_realtime_monitor",
+                &self.preemption_realtime_monitor,
+            )
             .field("enable_io", &self.enable_io)
             .field("enable_time", &self.enable_time)
             .finish_non_exhaustive()

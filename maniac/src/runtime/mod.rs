@@ -167,6 +167,7 @@ pub struct RuntimeMetrics {
     pub(crate) global_queue_depth: usize,
     /// Per worker, when preemption is on.
     pub(crate) preemption: Option<Vec<crate::preempt::WorkerPreemptionStats>>,
+    pub(crate) preemption_monitor_realtime: bool,
 }
 
 impl RuntimeMetrics {
@@ -188,6 +189,13 @@ impl RuntimeMetrics {
     /// Whether preemption is on for this runtime.
     pub fn preemption_enabled(&self) -> bool {
         self.preemption.is_some()
+    }
+
+    /// Whether the preemption monitor runs at a real-time priority
+    /// ([`Builder::preemption_realtime_monitor`](crate::runtime::Builder::preemption_realtime_monitor):
+    /// asked for, and permitted).
+    pub fn preemption_monitor_realtime(&self) -> bool {
+        self.preemption_monitor_realtime
     }
 
     /// Preemption figures of worker `worker` (preemptions taken, deferred by reason, longest

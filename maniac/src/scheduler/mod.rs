@@ -595,6 +595,10 @@ impl Shared {
             num_alive_tasks: self.tasks.async_len(),
             global_queue_depth: self.injector.len(),
             preemption: self.preemption.as_ref().map(Preemption::stats),
+            preemption_monitor_realtime: self
+                .preemption
+                .as_ref()
+                .is_some_and(Preemption::monitor_is_realtime),
         }
     }
 
