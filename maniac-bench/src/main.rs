@@ -66,6 +66,8 @@ usage: maniac-bench [--quick] [--json] [--workers N] [--only NAME[,NAME]] [--rep
   --preemption M maniac's preemption in the suite and the memory figure: on (default, 1 ms
                  quantum), off, or both (each repetition runs both; ratio on/off per workload)
   --seconds S    measuring time of each preempt_latency contender (default 2, 0.4 with --quick)
+  --monitor P    priority of maniac's preemption monitor in the suite: realtime (default, as
+                 the runtime's) or normal (Builder::preemption_realtime_monitor)
 
 workloads: spawn_many_local spawn_many_remote_idle spawn_many_remote_busy1
            spawn_many_remote_busy2 ping_pong yield_many chained_spawn memory_per_idle_task
@@ -163,6 +165,13 @@ impl Options {
                 "--workers" => workers = Some(positive("--workers", value("--workers")?)?),
                 "--reps" => reps = Some(positive("--reps", value("--reps")?)?),
                 "--preemption" => preemption = PreemptionMode::parse(&value("--preemption")?)?,
+                "--monitor" => match value("--monitor")?.as_str() {
+                    "realtime" => rt::set_maniac_realtime_monitor(true),
+                    "normal" => rt::set_maniac_realtime_monitor(false),
+                    other => {
+                        return Err(format!("--monitor takes realtime or normal, not {other:?}"));
+                    }
+                },
                 "--seconds" => {
                     let text = value("--seconds")?;
                     match text.parse::<f64>() {

@@ -10,7 +10,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// maniac's preemption quantum for [`Maniac::build`], in nanoseconds: [`OFF`] for preemption
@@ -34,6 +34,14 @@ pub fn maniac_preemption() -> Option<Duration> {
         DEFAULT => Some(maniac::preempt::DEFAULT_QUANTUM),
         nanos => Some(Duration::from_nanos(nanos)),
     }
+}
+
+/// `Builder::preemption_realtime_monitor` of [`Maniac::build`] (the runtime's default: `true`).
+static MANIAC_REALTIME_MONITOR: AtomicBool = AtomicBool::new(true);
+
+/// Makes every later [`Maniac::build`] ask for a real-time monitor, or not.
+pub fn set_maniac_realtime_monitor(realtime: bool) {
+    MANIAC_REALTIME_MONITOR.store(realtime, Ordering::Relaxed);
 }
 
 /// `Builder::preemption` of [`Maniac::build`].
@@ -170,7 +178,8 @@ impl_rt!(
     Maniac,
     maniac,
     .preemption(maniac_preempts()),
-    .preemption_quantum(maniac_quantum())
+    .preemption_quantum(maniac_quantum()),
+    .preemption_realtime_monitor(MANIAC_REALTIME_MONITOR.load(Ordering::Relaxed))
 );
 
 impl Maniac {

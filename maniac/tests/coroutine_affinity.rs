@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
-use common::{TIMEOUT, bounded};
+use common::{TIMEOUT, bounded, spawn_in_mode};
 use coroutine_common::{checksum, gettid, hold_worker, make_data};
 use maniac::coroutine::{RunMode, run_mode, spawn_pinned, switch_now, sync_await};
 use maniac::task::yield_now;
@@ -138,11 +138,7 @@ fn a_switched_poll_resumes_on_its_os_thread_under_stealing_pressure() {
                                     let task = switching_child(seed, SWITCHES, trials.clone());
                                     // Half None mode (None → Switch), half Poll mode
                                     // (Poll → Switch).
-                                    if seed % 2 == 0 {
-                                        maniac::spawn(task)
-                                    } else {
-                                        spawn_pinned(task)
-                                    }
+                                    spawn_in_mode(seed % 2 == 1, task)
                                 })
                                 .collect();
                             let mut sums = Vec::new();

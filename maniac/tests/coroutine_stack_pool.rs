@@ -10,7 +10,7 @@ mod coroutine_common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
-use common::{Counter, TIMEOUT, bounded, wait_until};
+use common::{Counter, TIMEOUT, bounded, spawn_in_mode, wait_until};
 use coroutine_common::{in_child, live_stacks, rss_bytes};
 use maniac::coroutine::{spawn_pinned, stack_stats, switch_now, sync_await};
 use maniac::task::yield_now;
@@ -270,11 +270,7 @@ fn switch_cycles(rt: &maniac::runtime::Runtime, tasks: u64, total: u64) {
                     });
                     switches
                 };
-                if task % 2 == 0 {
-                    maniac::spawn(body)
-                } else {
-                    spawn_pinned(body)
-                }
+                spawn_in_mode(task % 2 == 1, body)
             })
             .collect();
         let mut done = 0;

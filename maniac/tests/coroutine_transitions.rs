@@ -9,7 +9,7 @@ mod coroutine_common;
 
 use std::collections::HashSet;
 
-use common::bounded;
+use common::{bounded, spawn_in_mode};
 use coroutine_common::{checksum, make_data};
 use maniac::coroutine::{
     RunMode, SwitchError, pin_stack, run_mode, spawn_pinned, switch_now, sync_await,
@@ -423,11 +423,7 @@ fn many_tasks_switching_concurrently_all_finish_correctly() {
                             }
                             checksum(&data)
                         };
-                        if seed % 2 == 0 {
-                            maniac::spawn(task)
-                        } else {
-                            spawn_pinned(task)
-                        }
+                        spawn_in_mode(seed % 2 == 1, task)
                     })
                     .collect();
                 let mut sums = Vec::new();
@@ -538,11 +534,7 @@ fn pinned_tasks_yield_thousands_of_times() {
                         }
                         (total, off_mode)
                     };
-                    handles.push(if pinned {
-                        spawn_pinned(task)
-                    } else {
-                        maniac::spawn(task)
-                    });
+                    handles.push(spawn_in_mode(pinned, task));
                 }
                 let mut results = Vec::new();
                 for handle in handles {

@@ -15,6 +15,7 @@
 //! starves the ticker completely, and a current-thread runtime is cooperative.
 
 mod common;
+mod coroutine_common;
 mod preempt_common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -341,4 +342,73 @@ fn a_current_thread_runtime_never_preempts() {
             "a current-thread runtime preempted a poll"
         );
     });
+}
+
+/// The scheduling policy of every thread of this process named `name` (field 41 of
+/// `/proc/self/task/*/stat`: 0 normal, 1 `SCHED_FIFO`).
+fn policies_of_threads_named(name: &str) -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("no /proc/self/task") {
+        let path = task.expect("a task entry").path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
+        let policy = after_name
+            .split(' ')
+            .nth(41 - 3)
+            .and_then(|field| field.parse().ok())
+            .expect("a policy field");
+        policies.push(policy);
+    }
+    policies
+}
+
+/// `monitor` rule 4: real-time while a hog overruns, normal again ten quanta after the last
+/// request. In a child process, so that no other test's monitor is in the picture.
+#[test]
+fn the_monitor_is_realtime_only_while_polls_overrun() {
+    const NAME: &str = "the_monitor_is_realtime_only_while_polls_overrun";
+    if !supported(NAME) {
+        return;
+    }
+    let child = coroutine_common::in_child(NAME, || {
+        let quantum = Duration::from_millis(1);
+        let rt = runtime(1, quantum);
+        let monitor = || policies_of_threads_named("maniac-monitor");
+        assert_eq!(monitor(), [0], "the monitor before any overrun");
+        if !rt.metrics().preemption_monitor_realtime() {
+            println!("real-time priority is not permitted here: nothing more to check");
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let hog = rt.spawn({
+            let stop = stop.clone();
+            async move { hog_until(3, &stop) }
+        });
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while preemptions(&rt) < 20 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            monitor(),
+            [1],
+            "the monitor while a hog overruns ({})",
+            figures(&rt)
+        );
+        stop.store(true, Ordering::Relaxed);
+        join_within(hog, TIMEOUT)
+            .expect("the hog")
+            .expect("the hog");
+        std::thread::sleep(quantum * 10 + Duration::from_millis(200));
+        assert_eq!(monitor(), [0], "the monitor after the overruns ended");
+    });
+    if let Some(child) = child {
+        child.assert_passed();
+    }
 }

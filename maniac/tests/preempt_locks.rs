@@ -20,27 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
-use common::TIMEOUT;
+use common::{TIMEOUT, spawn_in_mode};
 use coroutine_common::in_child;
-use maniac::coroutine::spawn_pinned;
 use maniac::runtime::Runtime;
-use maniac::task::JoinHandle;
 use preempt_common::{
     bounded_test, figures, hog_for, hog_until, join_within, runtime, supported, work,
 };
-
-/// Spawns on the worker's generator (None mode) or on the task's own (Poll mode).
-fn spawn_in<F>(own_stack: bool, future: F) -> JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    if own_stack {
-        spawn_pinned(future)
-    } else {
-        maniac::spawn(future)
-    }
-}
 
 /// Lock waits preempted so far on every worker of `rt`.
 fn lock_waits_preempted(rt: &Runtime) -> u64 {
@@ -127,10 +112,10 @@ fn holder_and_waiter<L: Lock>(
     let lock = Arc::new(lock);
     let waiting = Arc::new(AtomicBool::new(false));
     let holder = rt.spawn(async move {
-        let (computed, waiter) = spawn_in(holder_own_stack, async move {
+        let (computed, waiter) = spawn_in_mode(holder_own_stack, async move {
             let mut waiter = None;
             let computed = lock.hold(|| {
-                waiter = Some(spawn_in(waiter_own_stack, {
+                waiter = Some(spawn_in_mode(waiter_own_stack, {
                     let (lock, waiting) = (lock.clone(), waiting.clone());
                     async move {
                         waiting.store(true, Ordering::SeqCst);
@@ -227,7 +212,7 @@ fn contended_mutex_held_across_preemptions_stays_live_and_exact() {
             .map(|task| {
                 let shared = shared.clone();
                 let _enter = rt.enter();
-                spawn_in(task % 2 == 1, async move {
+                spawn_in_mode(task % 2 == 1, async move {
                     for round in 0..ROUNDS {
                         let seed = task << 32 | round;
                         {

@@ -21,9 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Counter, DropGuard, TIMEOUT};
+use common::{Counter, DropGuard, TIMEOUT, spawn_in_mode};
 use coroutine_common::in_child;
-use maniac::coroutine::spawn_pinned;
 use maniac::runtime::Builder;
 use maniac::task::{JoinHandle, yield_now};
 use preempt_common::{
@@ -78,11 +77,7 @@ fn spawn_long_poll(
         pending::<u64>().await
     };
     let _enter = rt.enter();
-    if pinned {
-        spawn_pinned(task)
-    } else {
-        maniac::spawn(task)
-    }
+    spawn_in_mode(pinned, task)
 }
 
 #[test]
@@ -188,11 +183,7 @@ fn dropping_the_runtime_finishes_the_preempted_polls_first() {
                     pending::<()>().await
                 };
                 let _enter = rt.enter();
-                if i % 2 == 0 {
-                    maniac::spawn(task)
-                } else {
-                    spawn_pinned(task)
-                }
+                spawn_in_mode(i % 2 == 1, task)
             })
             .collect();
         // Every hog has started (so every one of them was preempted at least once: three per
@@ -264,11 +255,7 @@ fn shutdown_timeout_abandons_polls_still_preempted_at_its_deadline() {
                         hog_until(i as u64, &stop);
                     };
                     let _enter = rt.enter();
-                    if i % 2 == 0 {
-                        maniac::spawn(task)
-                    } else {
-                        spawn_pinned(task)
-                    }
+                    spawn_in_mode(i % 2 == 1, task)
                 })
                 .collect();
             started.expect(HOGS, TIMEOUT, "every hog to start");

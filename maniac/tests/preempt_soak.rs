@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{EXPECTED, panic_message, quiet_panics};
-use maniac::coroutine::{RunMode, run_mode, spawn_pinned};
+use common::{EXPECTED, panic_message, quiet_panics, spawn_in_mode};
+use maniac::coroutine::{RunMode, run_mode};
 use maniac::task::{JoinHandle, yield_now};
 use preempt_common::{
     Lateness, figures, join_within, lcg_jump, lcg_steps, preemptions, runtime, supported, work,
@@ -104,11 +104,7 @@ fn soak(duration: Duration, test: &'static str) {
                 }
             }
         };
-        handles.push(if hog % 2 == 0 {
-            maniac::spawn(task)
-        } else {
-            spawn_pinned(task)
-        });
+        handles.push(spawn_in_mode(hog % 2 == 1, task));
     }
 
     // Tickers.

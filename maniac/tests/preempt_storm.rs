@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TIMEOUT;
-use maniac::coroutine::{RunMode, run_mode, spawn_pinned};
+use common::{TIMEOUT, spawn_in_mode};
+use maniac::coroutine::{RunMode, run_mode};
 use maniac::task::{JoinHandle, yield_now};
 use preempt_common::{
     StopOnDrop, figures, gettid, join_within, lcg_jump, lcg_steps, preemptions, runtime, supported,
@@ -73,11 +73,7 @@ fn storm() {
                     }
                     (x, steps)
                 };
-                if hog % 2 == 0 {
-                    maniac::spawn(task)
-                } else {
-                    spawn_pinned(task)
-                }
+                spawn_in_mode(hog % 2 == 1, task)
             })
             .collect();
 
@@ -251,11 +247,7 @@ fn a_preempted_poll_never_leaves_its_os_thread_under_stealing_pressure() {
                     }
                     threads
                 };
-                if hog % 2 == 0 {
-                    maniac::spawn(task)
-                } else {
-                    spawn_pinned(task)
-                }
+                spawn_in_mode(hog % 2 == 1, task)
             })
             .collect();
         let started = Instant::now();

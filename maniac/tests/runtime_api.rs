@@ -134,7 +134,7 @@ fn realtime_permitted() -> bool {
 }
 
 #[test]
-fn the_preemption_monitor_is_realtime_by_default_where_permitted() {
+fn the_preemption_monitor_may_go_realtime_by_default_where_permitted() {
     if !maniac::preempt::is_supported() {
         return;
     }

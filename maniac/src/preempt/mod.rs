@@ -275,7 +275,7 @@ impl Preemption {
     pub(crate) fn monitor_is_realtime(&self) -> bool {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         {
-            self.monitor.realtime
+            self.monitor.realtime_permitted()
         }
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
         {

@@ -18,8 +18,14 @@
 //! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
-//! 4. It runs at the lowest real-time priority when it may (`Builder::preemption_realtime_monitor`):
-//!    a look that waits for a CPU behind the very polls it is to preempt comes late by as much.
+//! 4. While polls overrun, it runs at the lowest real-time priority if it may
+//!    (`Builder::preemption_realtime_monitor`): a look that waits for a CPU behind the very polls
+//!    it is to preempt comes late by as much. It raises itself when it sends a request and
+//!    drops back to normal priority once [`RELAX_AFTER`] quanta have passed without one, or
+//!    when every worker is parked: at
+//!    real-time priority each of its wake-ups takes a core from somebody at once, which costs
+//!    workloads of short polls (the foundation suite's `spawn_many_remote_busy2` ran 1.66 times
+//!    slower with the monitor always real-time, BENCHMARKS.md).
 //! 5. It stops when told to ([`Monitor::stop`]), and is joined then.
 //! 6. A poll it has seen running for [`STUCK_REPORT`] (or ten quanta, if longer) while polls
 //!    preempted on the same worker wait to resume there is reported on stderr, once per runtime:
@@ -33,10 +39,25 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::PreemptionConfig;
+
 use super::slot::WorkerSlot;
+
+/// What one look at a worker found (rule 2).
+#[derive(Debug, Default)]
+struct Look {
+    /// Its running poll was running at the previous look too.
+    long: bool,
+    /// When that poll reaches the quantum, if it has not yet.
+    due: Option<Instant>,
+    /// A request was sent for it.
+    requested: bool,
+}
 
 /// The shortest look period (rule 1).
 const MIN_PERIOD: Duration = Duration::from_micros(25);
+
+/// Rule 4: quanta without a request after which the monitor drops back to normal priority.
+const RELAX_AFTER: u32 = 10;
 
 /// How long a poll may run beside waiting preempted polls before rule 6 reports it.
 pub(crate) const STUCK_REPORT: Duration = Duration::from_secs(1);
@@ -48,6 +69,8 @@ pub(crate) struct MonitorShared {
     quantum: Duration,
     pub(crate) signal: libc::c_int,
     sleeping: AtomicBool,
+    /// Whether rule 4's priority is permitted (and asked for).
+    realtime_permitted: AtomicBool,
     /// Whether rule 6 has reported a worker.
     reported_stuck: AtomicBool,
     /// `true` once told to stop; the condvar's lock.
@@ -59,8 +82,6 @@ pub(crate) struct MonitorShared {
 pub(crate) struct Monitor {
     pub(crate) shared: Arc<MonitorShared>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
-    /// Whether rule 4's priority was granted.
-    pub(crate) realtime: bool,
 }
 
 impl Monitor {
@@ -70,6 +91,7 @@ impl Monitor {
             quantum: config.quantum,
             signal: config.signal,
             sleeping: AtomicBool::new(false),
+            realtime_permitted: AtomicBool::new(false),
             reported_stuck: AtomicBool::new(false),
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -80,21 +102,25 @@ impl Monitor {
                 .name("maniac-monitor".into())
                 .spawn(move || shared.run())?
         };
-        let realtime = config.realtime_monitor && {
+        // Rule 4's permission, tried once here (no poll can overrun before the workers start,
+        // so the monitor is not changing its own priority meanwhile).
+        let permitted = config.realtime_monitor && {
             use std::os::unix::thread::JoinHandleExt;
-            let lowest = libc::sched_param { sched_priority: 1 };
-            // SAFETY: the thread is alive or at least not joined (we hold its handle), so its
-            // pthread_t is valid; the call only changes its scheduling (or fails with EPERM).
-            let status = unsafe {
-                libc::pthread_setschedparam(thread.as_pthread_t(), libc::SCHED_FIFO, &lowest)
-            };
-            status == 0
+            let thread = thread.as_pthread_t();
+            set_realtime(thread, true) && set_realtime(thread, false)
         };
+        shared
+            .realtime_permitted
+            .store(permitted, Ordering::Relaxed);
         Ok(Monitor {
             shared,
             thread: Mutex::new(Some(thread)),
-            realtime,
         })
+    }
+
+    /// Whether rule 4's priority is permitted.
+    pub(crate) fn realtime_permitted(&self) -> bool {
+        self.shared.realtime_permitted.load(Ordering::Relaxed)
     }
 
     /// Rule 3, on the worker's side.
@@ -117,6 +143,23 @@ impl Monitor {
     }
 }
 
+/// Rule 4: gives `thread` the lowest real-time priority, or the normal one back. Returns whether
+/// the system allowed it.
+fn set_realtime(thread: libc::pthread_t, realtime: bool) -> bool {
+    let (policy, priority) = if realtime {
+        (libc::SCHED_FIFO, 1)
+    } else {
+        (libc::SCHED_OTHER, 0)
+    };
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: `thread` is the monitor thread, alive or at least not joined (its handle is held,
+    // or it is the calling thread), so the pthread_t is valid; the call only changes its
+    // scheduling, or fails (EPERM).
+    unsafe { libc::pthread_setschedparam(thread, policy, &param) == 0 }
+}
+
 impl MonitorShared {
     fn stopped(&self) -> bool {
         *self.stop.lock().unwrap_or_else(|e| e.into_inner())
@@ -129,19 +172,29 @@ impl MonitorShared {
         let period = (self.quantum / 4).max(MIN_PERIOD);
         let mut sleep = period;
         let mut seen: Vec<Option<(u64, Instant)>> = vec![None; self.slots.len()];
+        // Rule 4: since when no request was sent, while at real-time priority.
+        let mut realtime: Option<Instant> = None;
         while !self.stopped() {
             let now = Instant::now();
             let mut any_long = false;
+            let mut requested = false;
             let mut next_due: Option<Instant> = None;
             for (index, (slot, seen)) in self.slots.iter().zip(seen.iter_mut()).enumerate() {
-                let (long, due) = self.look(index, slot, seen, now);
-                any_long |= long;
-                next_due = match (next_due, due) {
+                let look = self.look(index, slot, seen, now);
+                any_long |= look.long;
+                requested |= look.requested;
+                next_due = match (next_due, look.due) {
                     (Some(earlier), Some(due)) => Some(earlier.min(due)),
                     (earlier, due) => earlier.or(due),
                 };
             }
+            realtime = self.adjust_priority(realtime, requested, now);
             if self.slots.iter().all(WorkerSlot::is_parked) {
+                // Rule 4: nothing overruns while every worker is parked.
+                if realtime.take().is_some() {
+                    // SAFETY: pthread_self has no preconditions.
+                    set_realtime(unsafe { libc::pthread_self() }, false);
+                }
                 self.sleep_while_all_parked();
                 seen.iter_mut().for_each(|seen| *seen = None);
                 sleep = period;
@@ -160,37 +213,71 @@ impl MonitorShared {
         }
     }
 
-    /// Rule 2 for one worker. Returns whether its running poll was running at the previous look,
-    /// and when that poll reaches the quantum if it has not yet.
+    /// Rule 4, after a look: returns when the monitor last requested while it is real-time.
+    fn adjust_priority(
+        &self,
+        realtime: Option<Instant>,
+        requested: bool,
+        now: Instant,
+    ) -> Option<Instant> {
+        // SAFETY: pthread_self has no preconditions.
+        let this_thread = || unsafe { libc::pthread_self() };
+        match realtime {
+            _ if requested && realtime.is_some() => Some(now),
+            None if requested && self.realtime_permitted.load(Ordering::Relaxed) => {
+                set_realtime(this_thread(), true).then_some(now)
+            }
+            Some(since) if now - since > self.quantum * RELAX_AFTER => {
+                set_realtime(this_thread(), false);
+                None
+            }
+            unchanged => unchanged,
+        }
+    }
+
+    /// Rule 2 for one worker.
     fn look(
         &self,
         index: usize,
         slot: &WorkerSlot,
         seen: &mut Option<(u64, Instant)>,
         now: Instant,
-    ) -> (bool, Option<Instant>) {
+    ) -> Look {
         let Some(poll) = slot.running_poll() else {
             *seen = None;
-            return (false, None);
+            return Look::default();
         };
         match *seen {
             Some((same, since)) if same == poll => {
                 let running = now - since;
                 slot.record_poll_length(u64::try_from(running.as_nanos()).unwrap_or(u64::MAX));
                 if running < self.quantum {
-                    return (true, Some(since + self.quantum));
+                    return Look {
+                        long: true,
+                        due: Some(since + self.quantum),
+                        requested: false,
+                    };
                 }
-                if slot.request(poll) {
+                let requested = slot.request(poll);
+                if requested {
                     self.signal(slot);
                 }
                 if running >= STUCK_REPORT.max(self.quantum * 10) {
                     self.report_stuck(index, slot, running);
                 }
-                (true, None)
+                Look {
+                    long: true,
+                    due: None,
+                    requested,
+                }
             }
             _ => {
                 *seen = Some((poll, now));
-                (false, Some(now + self.quantum))
+                Look {
+                    long: false,
+                    due: Some(now + self.quantum),
+                    requested: false,
+                }
             }
         }
     }

@@ -241,13 +241,16 @@ impl Builder {
         self
     }
 
-    /// Whether the preemption monitor asks for the lowest real-time priority (`SCHED_FIFO` 1;
-    /// default `true`). It sleeps between looks and does a few loads and at most one
-    /// `pthread_kill` per worker at each, so it takes little CPU at any priority; what the
-    /// priority buys is that it runs *when* it wakes: at normal priority, on a machine whose cores
-    /// the workers' polls keep busy, it queues behind them and preemptions come late
-    /// (BENCHMARKS.md, "Preemption", measures both). Without the permission (`CAP_SYS_NICE`, or
-    /// an `RLIMIT_RTPRIO` of at least 1) it runs at normal priority, silently;
+    /// Whether the preemption monitor raises itself to the lowest real-time priority
+    /// (`SCHED_FIFO` 1) while polls overrun their quantum (default `true`). It sleeps between
+    /// looks and does a few loads and at most one `pthread_kill` per worker at each, so it takes
+    /// little CPU at any priority; what the priority buys is that it runs *when* it wakes: at
+    /// normal priority, on a machine whose cores the workers' hogs keep busy, it queues behind
+    /// them and preemptions come late (BENCHMARKS.md, "Preemption", measures both). It drops
+    /// back to normal priority ten quanta after its last request, since at real-time priority
+    /// every wake-up takes a core from somebody at once, which costs workloads of short polls.
+    /// Without the permission (`CAP_SYS_NICE`, or an `RLIMIT_RTPRIO` of at least 1) it stays
+    /// at normal priority, silently;
     /// [`RuntimeMetrics::preemption_monitor_realtime`](crate::runtime::RuntimeMetrics::preemption_monitor_realtime)
     /// tells which it got.
     pub fn preemption_realtime_monitor(&mut self, realtime: bool) -> &mut Builder {

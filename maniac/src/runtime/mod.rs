@@ -191,8 +191,8 @@ impl RuntimeMetrics {
         self.preemption.is_some()
     }
 
-    /// Whether the preemption monitor runs at a real-time priority
-    /// ([`Builder::preemption_realtime_monitor`](crate::runtime::Builder::preemption_realtime_monitor):
+    /// Whether the preemption monitor may raise itself to a real-time priority while polls
+    /// overrun ([`Builder::preemption_realtime_monitor`](crate::runtime::Builder::preemption_realtime_monitor):
     /// asked for, and permitted).
     pub fn preemption_monitor_realtime(&self) -> bool {
         self.preemption_monitor_realtime

@@ -209,3 +209,18 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
         thread::yield_now();
     }
 }
+
+/// Spawns `future` on the current runtime either on a stack of its own (Poll mode,
+/// `spawn_pinned`) or on the worker's generator (None mode, `maniac::spawn`): the coroutine and
+/// preemption tests run their tasks both ways.
+pub fn spawn_in_mode<F>(own_stack: bool, future: F) -> maniac::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if own_stack {
+        maniac::coroutine::spawn_pinned(future)
+    } else {
+        maniac::spawn(future)
+    }
+}
