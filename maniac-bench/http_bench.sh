@@ -4,6 +4,7 @@
 #
 #   maniac-bench/http_bench.sh [--reps R] [--workers W] [--hogs N] [--port P]
 #                              [--connections C] [--threads T] [--duration D] [--no-preemption]
+#                              [--normal-monitor]
 #
 # Installs wrk if it is missing (apt-get, as root), builds both servers in release, then for each
 # of R repetitions (default 3) runs each server in turn, alternating which goes first: start it
@@ -17,10 +18,12 @@
 # --hogs N starts each server with N tasks that compute forever without an .await. tokio never
 # takes a worker back from a hog: with N >= W every worker is taken and wrk gets no response at
 # all (0 requests/s, timeouts). maniac preempts them every quantum and keeps serving.
+# --no-preemption and --normal-monitor set maniac's Builder::preemption(false) and
+# Builder::preemption_realtime_monitor(false).
 set -euo pipefail
 
 reps=3 workers=2 hogs=0 port=18080 connections=64 threads=2 duration=5s maniac_flags=()
-usage() { sed -n '4,5p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --reps) reps=$2 ;;
@@ -30,7 +33,8 @@ while [ $# -gt 0 ]; do
         --connections) connections=$2 ;;
         --threads) threads=$2 ;;
         --duration) duration=$2 ;;
-        --no-preemption) maniac_flags=(--no-preemption); shift; continue ;;
+        --no-preemption) maniac_flags+=(--no-preemption); shift; continue ;;
+        --normal-monitor) maniac_flags+=(--normal-monitor); shift; continue ;;
         *) usage ;;
     esac
     [ $# -ge 2 ] || usage

@@ -6,7 +6,7 @@
 //! with `wrk`.
 //!
 //! ```text
-//! http_maniac|http_tokio [ADDRESS] [WORKERS] [--hogs N] [--no-preemption]
+//! http_maniac|http_tokio [ADDRESS] [WORKERS] [--hogs N] [--no-preemption] [--normal-monitor]
 //! ```
 //!
 //! `--hogs N` spawns N tasks that compute forever without an `.await`. On tokio a hog keeps its
@@ -27,10 +27,12 @@ use hyper::{Request, Response};
 
 /// Usage text.
 const USAGE: &str = "usage: http_maniac|http_tokio [ADDRESS] [WORKERS] [--hogs N] [--no-preemption]
+                 [--normal-monitor]
   ADDRESS          where to listen (default 127.0.0.1:3000)
   WORKERS          worker threads of the runtime (default 2)
   --hogs N         spawn N tasks that compute forever without an .await (default 0)
-  --no-preemption  maniac only: schedule cooperatively, as tokio does";
+  --no-preemption  maniac only: schedule cooperatively, as tokio does
+  --normal-monitor maniac only: the preemption monitor never at real-time priority";
 
 /// How long a connection may take to send a request's head (as in `hello_hyper`).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +48,8 @@ pub struct Options {
     pub hogs: usize,
     /// Whether maniac preempts (tokio never does).
     pub preemption: bool,
+    /// maniac's `Builder::preemption_realtime_monitor`.
+    pub realtime_monitor: bool,
 }
 
 impl Options {
@@ -61,11 +65,13 @@ impl Options {
         let mut positional = Vec::new();
         let mut hogs = 0;
         let mut preemption = true;
+        let mut realtime_monitor = true;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--hogs" => hogs = number(args.next(), "--hogs")?,
                 "--no-preemption" => preemption = false,
+                "--normal-monitor" => realtime_monitor = false,
                 "-h" | "--help" => return Err(String::new()),
                 _ if arg.starts_with('-') => return Err(format!("unknown option {arg}")),
                 _ => positional.push(arg),
@@ -90,6 +96,7 @@ impl Options {
             workers,
             hogs,
             preemption,
+            realtime_monitor,
         })
     }
 }
@@ -132,10 +139,10 @@ pub async fn hog() {
 
 /// What a server says once it listens (`http_bench.sh` waits for it).
 pub fn announce(runtime: &str, addr: std::net::SocketAddr, options: &Options) {
-    let preemption = if options.preemption {
-        ""
-    } else {
-        ", preemption off"
+    let preemption = match (options.preemption, options.realtime_monitor) {
+        (false, _) => ", preemption off",
+        (true, false) => ", monitor at normal priority",
+        (true, true) => "",
     };
     println!(
         "{runtime}: listening on http://{addr}/ with {} workers and {} hogs{preemption}",

@@ -432,14 +432,10 @@ fn a_million_pending_timers_register_and_drop_quickly() {
 
 /// Tasks sleeping until the same instant on a current-thread runtime run in the order they
 /// registered their timers (which is their spawn order: each registers on its first poll).
-///
-/// Fails today: the order is `[15, 0, 1, ..., 14]`. The timers do fire in order (wheel rule 5),
-/// but their wake-ups come from the driver on the worker's own thread (`Shared::drive` under
-/// `park_current_thread`), where `schedule_local` puts each woken task in the LIFO slot and moves
-/// the one it displaces to the back of the local queue, so the last one woken runs first.
+/// The timers fire in order (wheel rule 5), and their wake-ups, which come from the driver on
+/// the runtime's own thread, go to the back of the queue, not the LIFO slot (it was
+/// `[15, 0, 1, ..., 14]` while they went through it).
 #[test]
-#[ignore = "BUG: timer wake-ups from the driver go through the LIFO slot, so the last task \
-            woken at a tick runs first ([15, 0, 1, ..., 14])"]
 fn equal_deadlines_run_in_registration_order_on_current_thread() {
     bounded(|| {
         let rt = current();

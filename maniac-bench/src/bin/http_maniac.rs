@@ -12,6 +12,7 @@ fn main() -> std::io::Result<()> {
     let runtime = maniac::runtime::Builder::new_multi_thread()
         .worker_threads(options.workers)
         .preemption(options.preemption)
+        .preemption_realtime_monitor(options.realtime_monitor)
         .enable_all()
         .build()?;
     for _ in 0..options.hogs {

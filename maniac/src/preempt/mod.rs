@@ -8,7 +8,9 @@
 //!    slot four times a quantum (backing off to once a quantum while every poll it sees is
 //!    short), sleeps while every worker is parked, and sends the worker's
 //!    thread a signal only when the *same* poll has been running for at least the quantum
-//!    (`monitor`). Requests coalesce: one pending signal per worker at most.
+//!    (`monitor`). Requests coalesce: one pending signal per worker at most. While polls
+//!    overrun, the monitor runs at real-time priority where it may, so that its looks are not
+//!    late behind the very polls they are for.
 //! 2. **Deciding.** The signal handler runs on the worker's alternate signal stack. It takes the
 //!    request and checks whether the interrupted instruction is an *async-safe point*
 //!    (`safepoint`: inside a task's poll; no `no_preempt` section; in the executable, outside a

@@ -10,11 +10,13 @@
 //!    machine whose cores are all busy, each look costs a context switch of somebody's.
 //! 2. A worker whose *same* poll it has seen running for at least the quantum since it first saw
 //!    it gets a request: the pending flag, then `pthread_kill`. The monitor wakes for the moment
-//!    the earliest poll it has seen reaches the quantum (besides its periodic looks), so a poll
-//!    is preempted after running between one quantum and one quantum and a period (up to two
-//!    quanta when it starts while the monitor is backed off), plus the monitor's and the
-//!    signal's own lateness. Requests coalesce: no second signal while one is pending. A
-//!    deferred request is repeated at the next look while the same poll still runs.
+//!    the earliest poll it has seen reaches the quantum, and a period after each request (to
+//!    time the poll that follows the preempted one); its periodic looks are only for workers
+//!    that are not in a poll it is timing. So a poll is preempted after running between one
+//!    quantum and one quantum and a period, plus the monitor's and the signal's own lateness;
+//!    up to two quanta when it starts unseen (the monitor backed off, or every worker timed
+//!    and the poll began right after a look). Requests coalesce: no second signal while one is
+//!    pending. A deferred request is repeated at the next look while the same poll still runs.
 //! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
@@ -174,20 +176,30 @@ impl MonitorShared {
         let mut seen: Vec<Option<(u64, Instant)>> = vec![None; self.slots.len()];
         // Rule 4: since when no request was sent, while at real-time priority.
         let mut realtime: Option<Instant> = None;
+        // Rule 2: the look a period after a request, which times the poll that follows it.
+        let mut follow_up: Option<Instant> = None;
+        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         while !self.stopped() {
             let now = Instant::now();
             let mut any_long = false;
             let mut requested = false;
+            let mut all_timed = true;
             let mut next_due: Option<Instant> = None;
             for (index, (slot, seen)) in self.slots.iter().zip(seen.iter_mut()).enumerate() {
                 let look = self.look(index, slot, seen, now);
                 any_long |= look.long;
                 requested |= look.requested;
-                next_due = match (next_due, look.due) {
-                    (Some(earlier), Some(due)) => Some(earlier.min(due)),
-                    (earlier, due) => earlier.or(due),
-                };
+                all_timed &= look.due.is_some();
+                next_due = earliest(next_due, look.due);
             }
+            follow_up = if requested {
+                Some(now + period)
+            } else {
+                follow_up.filter(|&at| at > now)
+            };
             realtime = self.adjust_priority(realtime, requested, now);
             if self.slots.iter().all(WorkerSlot::is_parked) {
                 // Rule 4: nothing overruns while every worker is parked.
@@ -206,8 +218,11 @@ impl MonitorShared {
                     (sleep * 2).min(self.quantum.max(period))
                 };
                 // Rule 2's timing: awake when a poll seen reaches the quantum, not at the next
-                // look after it (which would add up to a period, plus each sleep's lateness).
-                let wake = next_due.map_or(now + sleep, |due| due.min(now + sleep));
+                // look after it (which would add up to a period, plus each sleep's lateness);
+                // no periodic look while every worker is in a poll being timed.
+                let periodic = (!all_timed).then_some(now + sleep);
+                let wake = earliest(earliest(next_due, follow_up), periodic);
+                let wake = wake.unwrap_or(now + sleep);
                 thread::sleep(wake.saturating_duration_since(Instant::now()));
             }
         }

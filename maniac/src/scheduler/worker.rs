@@ -635,6 +635,14 @@ impl WorkerContext {
     /// Idle rules 4 and 5 for the current-thread driver, which may also be woken by its own
     /// `block_on` future. It always parks as the last searcher, so it always re-checks: with
     /// one worker there is no other searcher to cover for it.
+    /// Runs `f` with what it schedules on this core going to the back of the local queue.
+    fn without_lifo<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.core().lifo_enabled = false;
+        let result = f();
+        self.core().lifo_enabled = true;
+        result
+    }
+
     fn park_current_thread(&self) {
         let shared = &self.shared;
         {
@@ -781,18 +789,18 @@ pub(super) fn block_on_core<F: Future>(
             // What the main future spawns goes to the back of the local queue, not the LIFO
             // slot: the LIFO slot is for a task handing work to the next, and a main future that
             // spawns in a loop would otherwise always jump the queue.
-            cx.core().lifo_enabled = false;
-            let polled = future.as_mut().poll(&mut main_cx);
-            cx.core().lifo_enabled = true;
+            let polled = cx.without_lifo(|| future.as_mut().poll(&mut main_cx));
             if let Poll::Ready(output) = polled {
                 return output;
             }
         }
         // Then queued tasks run, whether or not the main future is already woken again (it may
         // have yielded): a main future that keeps waking itself must not starve them.
+        // The drivers' wake-ups, too, go to the back in the order they come (tokio's
+        // current-thread order: timers of equal deadlines run in the order they were set).
         let maintenance_due = cx.core().maintenance_due();
         if maintenance_due {
-            cx.shared.maintain();
+            cx.without_lifo(|| cx.shared.maintain());
         }
         let mut ran = 0;
         while ran < TASKS_PER_BLOCK_ON_POLL {
@@ -815,7 +823,7 @@ pub(super) fn block_on_core<F: Future>(
             ran += 1;
         }
         if ran == 0 && !main.woken.load(Ordering::Acquire) {
-            cx.park_current_thread();
+            cx.without_lifo(|| cx.park_current_thread());
         }
     }
 }
