@@ -127,9 +127,9 @@ pub const MIN_QUANTUM: Duration = Duration::from_micros(100);
 /// The longest quantum `Builder::preemption_quantum` accepts.
 pub const MAX_QUANTUM: Duration = Duration::from_millis(100);
 /// The default quantum (justified in BENCHMARKS.md, "Why the default quantum is 1 ms"). Measured
-/// on our 2-vCPU VM: a hog preempted every quantum loses about 5 % of its throughput (about
-/// 68 µs a preemption, mostly the VM's signal delivery and the monitor's wake-ups), 40 % at
-/// 100 µs; a ticker beside CPU hogs wakes within about 4 ms at p99.9, barely better at 100 µs.
+/// on our 2-vCPU VM: a hog preempted every quantum loses about 3.6 % of its throughput (about
+/// 44 µs a preemption, mostly the VM's signal delivery and the monitor's wake-ups), 39 % at
+/// 100 µs; a ticker beside CPU hogs wakes within about 1.6 ms at p99.9 (0.4–0.8 ms at 100 µs).
 pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(1);
 /// The default signal: SIGURG, for Go's reasons (ignored by default, unused by libc, harmless
 /// when it arrives spuriously).
