@@ -55,11 +55,12 @@
 //!   The waiter's worker loses up to a quantum per such wait, so a std lock held across long
 //!   computations is still slow, but it is live. (An executable built with LTO may have std's
 //!   wait functions inlined away; the runtime then says so at start-up, and the rest of this
-//!   item applies to std's locks too.) *Any other blocking lock* (`parking_lot`'s, a pthread
-//!   mutex inside a C library) deadlocks the worker, and the monitor says so on stderr once the
-//!   worker has been stuck for a second (`monitor` rule 6): use async locks
-//!   (`tokio::sync::Mutex`), or hold the lock inside [`no_preempt`]. (A spin lock written in the
-//!   program itself is preempted while it spins, like any other code of the program.)
+//!   item applies to std's locks too.) *Any other blocking wait* for a preempted task on the
+//!   same worker (`parking_lot`'s locks, a pthread mutex inside a C library, a blocking `recv`
+//!   on `std::sync::mpsc`, a `Condvar`) deadlocks the worker, and the monitor says so on stderr
+//!   once the worker has been stuck for a second (`monitor` rule 6): use async locks and
+//!   channels (`tokio::sync`), or hold the lock inside [`no_preempt`]. (A spin lock written in
+//!   the program itself is preempted while it spins, like any other code of the program.)
 //! - **A `thread_local!` `RefCell` borrowed across a long computation**: another task on the same
 //!   thread sees it borrowed (a panic, with `borrow_mut`). Keep such borrows short, or inside
 //!   [`no_preempt`].

@@ -306,9 +306,10 @@ impl MonitorShared {
         eprintln!(
             "maniac: worker {index} has been in one poll for {running:.1?}, never at a point \
              where it could be preempted, while {waiting} preempted poll(s) wait to resume on that \
-             worker. If that poll is blocked on a lock one of them holds (a parking_lot or C \
-             library lock: std's locks are handled), the worker is deadlocked: hold such locks \
-             inside maniac::preempt::no_preempt or use an async lock (maniac::preempt docs, \
+             worker. If that poll is blocked waiting for one of them (on a lock other than std's \
+             Mutex, RwLock and Once, which are handled; on a blocking channel or a condition \
+             variable), the worker is deadlocked: hold such locks inside \
+             maniac::preempt::no_preempt, or use async locks and channels (maniac::preempt docs, \
              \"Hazards\"). Reported once per runtime."
         );
     }
