@@ -78,9 +78,9 @@
 //! Rules 1, 2 and 4 are checked exactly; rule 2 includes "the thread is not panicking" (std's
 //! panic count is per thread: a task preempted in a panic hook or while unwinding would make the
 //! next task's panic abort the process). The runtime protects its own critical sections with
-//! rule 2, not with the denylist: every runtime lock a poll can reach is taken through `preempt::lock`,
-//! and the scheduler's, the stack pool's and the runtime context's `RefCell`s are borrowed under
-//! a [`NoPreemptGuard`], so a task is never preempted while the runtime holds something on its
+//! rule 2, not with the denylist: every runtime lock a poll can reach is taken through
+//! `preempt::lock`, and the scheduler's, the stack pool's and the runtime context's `RefCell`s
+//! are borrowed under a [`NoPreemptGuard`], so a task is never preempted while the runtime holds something on its
 //! behalf (a symbol denylist cannot see the helper functions such code calls: a preemption
 //! inside `st3`'s queue push, reached from a wake-up, once left the worker's core borrowed).
 //! Third-party synchronisation crates are denied whole, not by module (tokio's channels lock
