@@ -80,9 +80,10 @@
 //! next task's panic abort the process). The runtime protects its own critical sections with
 //! rule 2, not with the denylist: every runtime lock a poll can reach is taken through
 //! `preempt::lock`, and the scheduler's, the stack pool's and the runtime context's `RefCell`s
-//! are borrowed under a [`NoPreemptGuard`], so a task is never preempted while the runtime holds something on its
-//! behalf (a symbol denylist cannot see the helper functions such code calls: a preemption
-//! inside `st3`'s queue push, reached from a wake-up, once left the worker's core borrowed).
+//! are borrowed under a [`NoPreemptGuard`], so a task is never preempted while the runtime
+//! holds something on its behalf (a symbol denylist cannot see the helper functions such code
+//! calls: a preemption inside `st3`'s queue push, reached from a wake-up, once left the worker's
+//! core borrowed).
 //! Third-party synchronisation crates are denied whole, not by module (tokio's channels lock
 //! through a wrapper in `tokio::loom`, outside `tokio::sync`: a preemption on the return from it
 //! would hold the lock across the switch, and the next task on the worker to touch the channel
