@@ -448,7 +448,7 @@ fn a_switched_task_then_awaits_a_channel() {
     bounded(|| {
         const MESSAGES: u64 = 200;
         for workers in WORKER_COUNTS {
-            let rt = common::multi(workers);
+            let rt = common::multi_cooperative(workers);
             let (total, modes) = rt.block_on(async {
                 let (tx, rx) = async_channel::bounded::<u64>(1);
                 let receiver = maniac::spawn(async move {

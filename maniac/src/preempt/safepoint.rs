@@ -103,7 +103,12 @@ pub(crate) const DENIED_PATHS: &[&str] = &[
 pub(crate) const EXEMPT_PATHS: &[&str] = &["maniac::task::cell::", "maniac::task::coop::"];
 
 /// Symbol-name prefixes (not Rust paths) rule 3 keeps out: the trampoline, corosensei's
-/// assembly, the allocator shims, the panic runtime and the unwinder.
+/// assembly, the allocator shims, the panic runtime and the unwinder; and the sanitizers'
+/// runtimes, which a `-Zsanitizer` build links into the executable (their C entry points and
+/// interceptors, whose aliases `malloc`, `memcpy`, `pthread_mutex_lock`... share their
+/// addresses, and their C++ internals, matched mangled): ASan's allocator takes a lock, and
+/// under ASan `preempt_storm` once hung with every worker waiting for it, held by a task
+/// preempted inside `malloc`.
 pub(crate) const DENIED_SYMBOLS: &[&str] = &[
     "maniac_preempt_",
     "stack_init_trampoline",
@@ -115,6 +120,21 @@ pub(crate) const DENIED_SYMBOLS: &[&str] = &[
     "rust_panic",
     "rust_eh_personality",
     "_Unwind_",
+    "__asan",
+    "__lsan",
+    "__ubsan",
+    "__tsan",
+    "__msan",
+    "__sanitizer",
+    "__interceptor_",
+    "___interceptor_",
+    "_ZN6__asan",
+    "_ZN6__lsan",
+    "_ZN7__ubsan",
+    "_ZN6__tsan",
+    "_ZN6__msan",
+    "_ZN11__sanitizer",
+    "_ZN14__interception",
 ];
 
 /// std's functions that wait for a lock with `FUTEX_WAIT` (rule 3's exception), as inherent
@@ -334,6 +354,10 @@ fn functions(bias: usize) -> Result<Functions, String> {
             denied.push(range);
             continue;
         };
+        if DENIED_SYMBOLS.iter().any(|prefix| name.starts_with(prefix)) {
+            denied.push(range);
+            continue;
+        }
         let name = demangled(name);
         if let Some(index) = lock_wait_index(&name) {
             lock_waits.push(range);
@@ -521,6 +545,10 @@ mod tests {
             assert!(is_denied(&demangled(symbol)), "{symbol} is not denied");
         }
         assert!(!is_denied(&demangled("_ZN5myapp3hog17h0123456789abcdefE")));
+        // A sanitizer runtime's C++ internals are matched before demangling.
+        assert!(DENIED_SYMBOLS.iter().any(|prefix| {
+            "_ZN6__asan9Allocator8AllocateEmmPNS_20BufferedStackTraceE".starts_with(prefix)
+        }));
         // The lock waits, in both spellings.
         assert_eq!(
             lock_wait_index("<std::sys::sync::mutex::futex::Mutex>::lock_contended"),

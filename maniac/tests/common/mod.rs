@@ -172,6 +172,17 @@ pub fn multi(workers: usize) -> maniac::runtime::Runtime {
         .expect("cannot build a multi-thread runtime")
 }
 
+/// A multi-thread runtime that never preempts: for tests that assert the run modes explicit
+/// switches produce (a worker the OS takes off its core mid-poll looks like a long poll to the
+/// monitor, and a preemption would add a Switch of its own).
+pub fn multi_cooperative(workers: usize) -> maniac::runtime::Runtime {
+    maniac::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .preemption(false)
+        .build()
+        .expect("cannot build a multi-thread runtime")
+}
+
 /// A current-thread runtime.
 pub fn current() -> maniac::runtime::Runtime {
     maniac::runtime::Builder::new_current_thread()
