@@ -157,6 +157,11 @@ fn lock_wait_index(name: &str) -> Option<usize> {
     LOCK_WAITS.iter().position(|wait| *wait == path)
 }
 
+/// Whether `name` starts with one of [`DENIED_SYMBOLS`].
+fn has_denied_symbol_prefix(name: &str) -> bool {
+    DENIED_SYMBOLS.iter().any(|prefix| name.starts_with(prefix))
+}
+
 /// A symbol's demangled name, as rule 3's lists spell it.
 fn demangled(symbol: &str) -> String {
     // `{:#}`: without the hashes (legacy `::h…` suffixes, and v0's `std[…]` crate
@@ -170,7 +175,7 @@ pub(crate) fn is_denied(name: &str) -> bool {
         DENIED_PATHS.iter().any(|prefix| path.starts_with(prefix))
             && !EXEMPT_PATHS.iter().any(|prefix| path.starts_with(prefix))
     };
-    if DENIED_SYMBOLS.iter().any(|prefix| name.starts_with(prefix)) {
+    if has_denied_symbol_prefix(name) {
         return true;
     }
     let Some(impl_header) = name.strip_prefix('<') else {
@@ -354,7 +359,8 @@ fn functions(bias: usize) -> Result<Functions, String> {
             denied.push(range);
             continue;
         };
-        if DENIED_SYMBOLS.iter().any(|prefix| name.starts_with(prefix)) {
+        // Raw as well as demangled: the sanitizers' C++ internals are matched mangled.
+        if has_denied_symbol_prefix(name) {
             denied.push(range);
             continue;
         }
@@ -435,8 +441,10 @@ pub(crate) fn check(at: &Interrupted) -> Result<SafePoint, DeferReason> {
     }
     // Rule 4 comes first only in the evaluation (the exception of rule 3 reads the stack); a
     // request that fails both counts as rule 3's.
+    let stack = coroutine::current_switchable_stack();
+    let stack_top = stack.map_or(0, |(_, high)| high);
     let stack_has_room = matches!(
-        coroutine::current_switchable_stack(),
+        stack,
         Some((low, high)) if at.sp > low + super::trampoline::frame_bytes() && at.sp <= high
     );
     // Rule 3.
@@ -452,7 +460,7 @@ pub(crate) fn check(at: &Interrupted) -> Result<SafePoint, DeferReason> {
             return Err(DeferReason::Denylisted);
         }
         SafePoint::Code
-    } else if stack_has_room && map.is_lock_wait(at) {
+    } else if stack_has_room && at.sp + 8 <= stack_top && map.is_lock_wait(at) {
         SafePoint::LockWait
     } else {
         return Err(DeferReason::OutsideExecutable);
@@ -467,7 +475,8 @@ pub(crate) fn check(at: &Interrupted) -> Result<SafePoint, DeferReason> {
 
 impl CodeMap {
     /// Rule 3's exception (module doc), for a thread interrupted outside the executable whose
-    /// stack pointer lies in its generator's stack. Async-signal-safe.
+    /// stack pointer lies in its generator's stack with at least 8 bytes above it.
+    /// Async-signal-safe.
     fn is_lock_wait(&self, at: &Interrupted) -> bool {
         const FUTEX_COMMAND: u64 = !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME) as u64;
         let waits = matches!(
@@ -477,9 +486,10 @@ impl CodeMap {
         if at.rax != libc::SYS_futex as u64 || !waits || self.lock_waits.is_empty() {
             return false;
         }
-        // SAFETY: the caller checked that `sp` lies in the current generator's stack with room
-        // below it, so the 8 bytes at `sp` are mapped and readable (read unaligned: nothing
-        // promises alignment of a stack pointer caught between two instructions).
+        // SAFETY: the caller checked that `sp` lies in the current generator's stack and that
+        // `sp + 8` does not pass its top, so the 8 bytes at `sp` are mapped and readable (read
+        // unaligned: nothing promises alignment of a stack pointer caught between two
+        // instructions).
         let return_address = unsafe { (at.sp as *const usize).read_unaligned() };
         CodeMap::contains(&self.lock_waits, return_address)
     }
@@ -546,9 +556,9 @@ mod tests {
         }
         assert!(!is_denied(&demangled("_ZN5myapp3hog17h0123456789abcdefE")));
         // A sanitizer runtime's C++ internals are matched before demangling.
-        assert!(DENIED_SYMBOLS.iter().any(|prefix| {
-            "_ZN6__asan9Allocator8AllocateEmmPNS_20BufferedStackTraceE".starts_with(prefix)
-        }));
+        assert!(has_denied_symbol_prefix(
+            "_ZN6__asan9Allocator8AllocateEmmPNS_20BufferedStackTraceE"
+        ));
         // The lock waits, in both spellings.
         assert_eq!(
             lock_wait_index("<std::sys::sync::mutex::futex::Mutex>::lock_contended"),

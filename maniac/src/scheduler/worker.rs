@@ -632,9 +632,6 @@ impl WorkerContext {
         }
     }
 
-    /// Idle rules 4 and 5 for the current-thread driver, which may also be woken by its own
-    /// `block_on` future. It always parks as the last searcher, so it always re-checks: with
-    /// one worker there is no other searcher to cover for it.
     /// Runs `f` with what it schedules on this core going to the back of the local queue.
     fn without_lifo<R>(&self, f: impl FnOnce() -> R) -> R {
         self.core().lifo_enabled = false;
@@ -643,6 +640,9 @@ impl WorkerContext {
         result
     }
 
+    /// Idle rules 4 and 5 for the current-thread driver, which may also be woken by its own
+    /// `block_on` future. It always parks as the last searcher, so it always re-checks: with
+    /// one worker there is no other searcher to cover for it.
     fn park_current_thread(&self) {
         let shared = &self.shared;
         {
