@@ -26,9 +26,12 @@
 //! runs ([`idle`] module doc): a sleeping worker is woken if nobody is searching.
 //!
 //! ## Which task a worker runs next ([`worker`])
-//! - Every `global_queue_interval`-th poll (default 31) the injector comes first, so that a worker
-//!   busy with its own queue still takes injected tasks.
-//! - Otherwise the LIFO slot, then the local queue, then the injector.
+//! - The LIFO slot, if it holds a task: what the last poll or the drivers just woke runs next,
+//!   not a quantum later behind a preempted poll's resumption.
+//! - Every `global_queue_interval`-th poll (default 31) the injector comes next, so that a worker
+//!   busy with its own queue still takes injected tasks; every [`PINNED_INTERVAL`]-th, the pinned
+//!   queue (`worker` module doc).
+//! - Otherwise the local queue, then the injector, then the pinned queue.
 //! - The injector is always read as a batch: one task to run, and a fair share of the rest
 //!   (`len / workers`, at most half the local queue) moved into the local queue, so that a worker
 //!   busy with its own tasks still drains injected ones at the rate they arrive.
@@ -101,6 +104,9 @@ const LOCAL_QUEUE_CAPACITY: usize = 256;
 const MAX_LIFO_POLLS: usize = 3;
 /// Every how many polls a busy worker looks at the drivers (tokio's `event_interval`).
 const MAINTENANCE_INTERVAL: u32 = 61;
+/// Every how many polls the pinned queue comes before the local queue (tokio's
+/// `global_queue_interval` default, the same fairness for maniac's own queue).
+const PINNED_INTERVAL: u32 = 31;
 /// At the latest every how many polls yielded tasks go back to the local queue (tokio's
 /// `event_interval`, at which it re-schedules its deferred tasks).
 const DEFERRED_INTERVAL: u32 = 61;

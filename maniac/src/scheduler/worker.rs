@@ -24,8 +24,11 @@
 //! dispatcher) and tasks whose own generator is suspended half-way (pushed by [`schedule`] when
 //! the wake-up happens on this thread). Wake-ups of such tasks on other threads go to
 //! `Remote::pinned_inbox` and unpark this worker. Neither is ever stolen from. They are looked at
-//! after the injector (a preempted task waits behind newly woken ones), at every global-queue
-//! check, and before stealing or parking.
+//! after the injector (a preempted task waits behind newly woken ones), first every
+//! [`PINNED_INTERVAL`] polls (so that a worker whose queues never empty still resumes them), and
+//! before stealing or parking. Their turn has its own countdown, not `global_queue_interval`'s:
+//! with that set to 1 (tokio's "always look at the injector first"), preempted hogs took every
+//! turn and the local queue starved.
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
@@ -40,7 +43,8 @@ use std::time::Instant;
 use corosensei::CoroutineResult;
 
 use super::{
-    DEFERRED_INTERVAL, LOCAL_QUEUE_CAPACITY, MAINTENANCE_INTERVAL, MAX_LIFO_POLLS, Shared,
+    DEFERRED_INTERVAL, LOCAL_QUEUE_CAPACITY, MAINTENANCE_INTERVAL, MAX_LIFO_POLLS, PINNED_INTERVAL,
+    Shared,
 };
 use crate::coroutine::stack::StackPool;
 use crate::coroutine::{self, Exit, Generator, Header, Kind, Resume, Suspend};
@@ -85,6 +89,9 @@ pub(crate) struct Core {
     /// A countdown rather than `tick % interval`, so that no path that polls several tasks
     /// between two looks (the LIFO loop) can step over the due point.
     until_global_check: u32,
+    /// Polls left before the pinned queue must come first (as above; module doc, "The pinned
+    /// queue").
+    until_pinned_turn: u32,
     /// Polls left before the deferred tasks must go back to the local queue (as above).
     until_deferred_flush: u32,
     /// Polls left before the next look at the drivers (as above).
@@ -106,6 +113,7 @@ impl Core {
             pinned: VecDeque::new(),
             deferred: Vec::new(),
             until_global_check: 0,
+            until_pinned_turn: PINNED_INTERVAL,
             until_deferred_flush: DEFERRED_INTERVAL,
             until_maintenance: MAINTENANCE_INTERVAL,
             is_searching: false,
@@ -127,18 +135,27 @@ impl Core {
             self.until_deferred_flush = DEFERRED_INTERVAL;
             self.flush_deferred(shared);
         }
+        // The LIFO slot first, even on the turns below: it holds the task the last poll or the
+        // drivers just woke, which must not wait behind a whole poll of another (a preempted
+        // hog's resumption runs a quantum). A turn then waits, at 0, for the slot to be empty:
+        // at most `MAX_LIFO_POLLS` + 1 polls, since `run_task` ends a chain there.
+        if let Some(task) = self.lifo_slot.take() {
+            return Some(Work::Task(task));
+        }
         if self.until_global_check == 0 {
             self.until_global_check = shared.global_queue_interval;
             if let Some(task) = self.pop_injector_batch(shared) {
                 return Some(Work::Task(task));
             }
+        }
+        if self.until_pinned_turn == 0 {
+            self.until_pinned_turn = PINNED_INTERVAL;
             if let Some(work) = self.pop_pinned(shared) {
                 return Some(work);
             }
         }
-        self.lifo_slot
-            .take()
-            .or_else(|| self.local.pop())
+        self.local
+            .pop()
             .or_else(|| self.pop_injector_batch(shared))
             .map(Work::Task)
             .or_else(|| self.pop_pinned(shared))
@@ -160,6 +177,7 @@ impl Core {
     /// Counts one poll against both intervals.
     fn count_poll(&mut self) {
         self.until_global_check = self.until_global_check.saturating_sub(1);
+        self.until_pinned_turn = self.until_pinned_turn.saturating_sub(1);
         self.until_deferred_flush = self.until_deferred_flush.saturating_sub(1);
         self.until_maintenance = self.until_maintenance.saturating_sub(1);
     }
