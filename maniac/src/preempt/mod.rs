@@ -117,7 +117,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) use slot::WorkerSlot;
 pub use slot::{DeferReason, WorkerPreemptionStats};
@@ -238,10 +238,12 @@ pub(crate) struct Preemption {
 
 impl Preemption {
     /// Starts preemption for `workers` workers, or says once why it cannot (then `None`: the
-    /// runtime is cooperative).
+    /// runtime is cooperative). `timer_ticks` is the time driver's grid: its first tick and its
+    /// period (`monitor` rule 2 preempts just after its ticks).
     pub(crate) fn start(
         workers: usize,
         config: PreemptionConfig,
+        timer_ticks: (Instant, Duration),
     ) -> io::Result<Option<Preemption>> {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         {
@@ -251,12 +253,12 @@ impl Preemption {
             }
             safepoint::build_code_map();
             signal::install(config.signal)?;
-            let monitor = monitor::Monitor::start(workers, config)?;
+            let monitor = monitor::Monitor::start(workers, config, timer_ticks)?;
             Ok(Some(Preemption { monitor }))
         }
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
         {
-            let _ = (workers, config);
+            let _ = (workers, config, timer_ticks);
             notice_once("this target is not Linux on x86_64");
             Ok(None)
         }

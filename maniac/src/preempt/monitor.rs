@@ -8,15 +8,25 @@
 //!    while some poll has been running since the previous look; while none has (every poll is
 //!    short, as in a busy server), it backs off, doubling the sleep up to one quantum: on a
 //!    machine whose cores are all busy, each look costs a context switch of somebody's.
-//! 2. A worker whose *same* poll it has seen running for at least the quantum since it first saw
-//!    it gets a request: the pending flag, then `pthread_kill`. The monitor wakes for the moment
-//!    the earliest poll it has seen reaches the quantum, and a period after each request (to
-//!    time the poll that follows the preempted one); its periodic looks are only for workers
-//!    that are not in a poll it is timing. So a poll is preempted after running between one
-//!    quantum and one quantum and a period, plus the monitor's and the signal's own lateness;
-//!    up to two quanta when it starts unseen (the monitor backed off, or every worker timed
-//!    and the poll began right after a look). Requests coalesce: no second signal while one is
-//!    pending. A deferred request is repeated at the next look while the same poll still runs.
+//! 2. A worker whose *same* poll has run for at least the quantum gets a request: the pending
+//!    flag, then `pthread_kill`. A poll runs since the monitor first saw it, except after a
+//!    preemption: the poll that directly followed it, and any later one first seen at the first
+//!    look after the request, run since the preemption (`slot` module doc). So a worker's time
+//!    after a preemption is one slice, and a hog preempted once is preempted every quantum, even
+//!    if a short poll (the task the preemption let in) ran before it. Due times are put off to
+//!    the time driver's next tick when it comes within an eighth of a quantum: a preemption just
+//!    after a tick serves every timer due by then (the worker looks at its timers after a
+//!    preemption), where one just before it leaves them for a whole quantum (at a quantum of
+//!    one tick, 100 µs, nothing is put off by more than 12.5 µs). The monitor wakes when a worker's look is
+//!    due: when the poll it times reaches its quantum; after a request, when the poll that will
+//!    follow the preemption reaches it (the quantum plus the average delay from request to
+//!    preemption), or a period later if this worker's last request was found deferred (or is
+//!    still on its way), to repeat it. Its periodic looks are only for workers that are not in
+//!    a poll it is timing. So a poll is preempted after one quantum (up to a period more if it
+//!    was first seen at a periodic look, up to an eighth of a quantum more for the alignment),
+//!    plus the monitor's and the signal's own lateness; up to two quanta when it starts unseen
+//!    (the monitor backed off, or every worker was timed when it began, not after a
+//!    preemption). Requests coalesce: no second signal while one is pending.
 //! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
@@ -49,11 +59,35 @@ use super::slot::WorkerSlot;
 struct Look {
     /// Its running poll was running at the previous look too.
     long: bool,
-    /// When that poll reaches the quantum, if it has not yet.
+    /// When this worker needs the next look, if it is in a poll being timed.
     due: Option<Instant>,
     /// A request was sent for it.
     requested: bool,
 }
+
+/// The monitor's record of one worker (rule 2).
+#[derive(Debug, Clone, Copy, Default)]
+struct Watch {
+    /// The poll being timed, and since when it runs.
+    poll: Option<(u64, Instant)>,
+    /// When a preemption of that poll was last requested.
+    requested_at: Option<Instant>,
+    /// Whether a request for this worker was last found deferred (its poll still ran at the
+    /// look after it): then requests are repeated every period, not once a quantum.
+    deferring: bool,
+}
+
+/// What the monitor keeps from one look to the next.
+#[derive(Debug)]
+struct Watches {
+    workers: Vec<Watch>,
+    /// How long a request takes to become a preemption (signal, handler, Switch), averaged:
+    /// the monitor wakes that much after the quantum of the poll that will follow a request.
+    delay: Duration,
+}
+
+/// The first guess of [`Watches::delay`]: a signal to a busy thread on our machines.
+const INITIAL_DELAY: Duration = Duration::from_micros(20);
 
 /// The shortest look period (rule 1).
 const MIN_PERIOD: Duration = Duration::from_micros(25);
@@ -69,6 +103,8 @@ pub(crate) const STUCK_REPORT: Duration = Duration::from_secs(1);
 pub(crate) struct MonitorShared {
     pub(crate) slots: Box<[WorkerSlot]>,
     quantum: Duration,
+    /// The time driver's first tick and period (rule 2).
+    timer_ticks: (Instant, Duration),
     pub(crate) signal: libc::c_int,
     sleeping: AtomicBool,
     /// Whether rule 4's priority is permitted (and asked for).
@@ -87,8 +123,13 @@ pub(crate) struct Monitor {
 }
 
 impl Monitor {
-    pub(crate) fn start(workers: usize, config: PreemptionConfig) -> std::io::Result<Monitor> {
+    pub(crate) fn start(
+        workers: usize,
+        config: PreemptionConfig,
+        timer_ticks: (Instant, Duration),
+    ) -> std::io::Result<Monitor> {
         let shared = Arc::new(MonitorShared {
+            timer_ticks,
             slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
             quantum: config.quantum,
             signal: config.signal,
@@ -145,6 +186,14 @@ impl Monitor {
     }
 }
 
+/// The earlier of two optional times.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Rule 4: gives `thread` the lowest real-time priority, or the normal one back. Returns whether
 /// the system allowed it.
 fn set_realtime(thread: libc::pthread_t, realtime: bool) -> bool {
@@ -173,33 +222,25 @@ impl MonitorShared {
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
         let period = (self.quantum / 4).max(MIN_PERIOD);
         let mut sleep = period;
-        let mut seen: Vec<Option<(u64, Instant)>> = vec![None; self.slots.len()];
+        let mut watches = Watches {
+            workers: vec![Watch::default(); self.slots.len()],
+            delay: INITIAL_DELAY,
+        };
         // Rule 4: since when no request was sent, while at real-time priority.
         let mut realtime: Option<Instant> = None;
-        // Rule 2: the look a period after a request, which times the poll that follows it.
-        let mut follow_up: Option<Instant> = None;
-        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         while !self.stopped() {
             let now = Instant::now();
             let mut any_long = false;
             let mut requested = false;
             let mut all_timed = true;
             let mut next_due: Option<Instant> = None;
-            for (index, (slot, seen)) in self.slots.iter().zip(seen.iter_mut()).enumerate() {
-                let look = self.look(index, slot, seen, now);
+            for index in 0..self.slots.len() {
+                let look = self.look(index, &mut watches, now, period);
                 any_long |= look.long;
                 requested |= look.requested;
                 all_timed &= look.due.is_some();
                 next_due = earliest(next_due, look.due);
             }
-            follow_up = if requested {
-                Some(now + period)
-            } else {
-                follow_up.filter(|&at| at > now)
-            };
             realtime = self.adjust_priority(realtime, requested, now);
             if self.slots.iter().all(WorkerSlot::is_parked) {
                 // Rule 4: nothing overruns while every worker is parked.
@@ -208,7 +249,7 @@ impl MonitorShared {
                     set_realtime(unsafe { libc::pthread_self() }, false);
                 }
                 self.sleep_while_all_parked();
-                seen.iter_mut().for_each(|seen| *seen = None);
+                watches.workers.fill(Watch::default());
                 sleep = period;
             } else {
                 // Rule 1's back-off.
@@ -217,12 +258,11 @@ impl MonitorShared {
                 } else {
                     (sleep * 2).min(self.quantum.max(period))
                 };
-                // Rule 2's timing: awake when a poll seen reaches the quantum, not at the next
+                // Rule 2's timing: awake when a worker's look is due, not at the next periodic
                 // look after it (which would add up to a period, plus each sleep's lateness);
                 // no periodic look while every worker is in a poll being timed.
                 let periodic = (!all_timed).then_some(now + sleep);
-                let wake = earliest(earliest(next_due, follow_up), periodic);
-                let wake = wake.unwrap_or(now + sleep);
+                let wake = earliest(next_due, periodic).unwrap_or(now + sleep);
                 thread::sleep(wake.saturating_duration_since(Instant::now()));
             }
         }
@@ -250,50 +290,85 @@ impl MonitorShared {
         }
     }
 
-    /// Rule 2 for one worker.
-    fn look(
-        &self,
-        index: usize,
-        slot: &WorkerSlot,
-        seen: &mut Option<(u64, Instant)>,
-        now: Instant,
-    ) -> Look {
+    /// Rule 2 for worker `index`, at `now`.
+    fn look(&self, index: usize, watches: &mut Watches, now: Instant, period: Duration) -> Look {
+        let slot = &self.slots[index];
+        let watch = &mut watches.workers[index];
         let Some(poll) = slot.running_poll() else {
-            *seen = None;
+            watch.poll = None;
             return Look::default();
         };
-        match *seen {
-            Some((same, since)) if same == poll => {
-                let running = now - since;
-                slot.record_poll_length(u64::try_from(running.as_nanos()).unwrap_or(u64::MAX));
-                if running < self.quantum {
-                    return Look {
-                        long: true,
-                        due: Some(since + self.quantum),
-                        requested: false,
-                    };
-                }
-                let requested = slot.request(poll);
-                if requested {
-                    self.signal(slot);
-                }
-                if running >= STUCK_REPORT.max(self.quantum * 10) {
-                    self.report_stuck(index, slot, running);
-                }
-                Look {
-                    long: true,
-                    due: None,
-                    requested,
-                }
-            }
+        let (since, long) = match watch.poll {
+            Some((same, since)) if same == poll => (since, true),
             _ => {
-                *seen = Some((poll, now));
-                Look {
-                    long: false,
-                    due: Some(now + self.quantum),
-                    requested: false,
+                // The poll that followed a preemption began then (`slot` module doc); so, as far
+                // as the quantum goes, did any later one first seen at the first look after the
+                // request that caused it: the worker's time since a preemption is one slice,
+                // whatever short polls it ran first. Any other poll began at some time since the
+                // previous look, taken to be now.
+                let began = slot.last_preemption().and_then(|(follows, at)| {
+                    let after_request = watch.requested_at.is_some_and(|asked| at >= asked);
+                    let later = poll.wrapping_sub(follows) < 1 << 62;
+                    (poll == follows || (after_request && later)).then_some(at)
+                });
+                if let Some(began) = began {
+                    if let Some(requested_at) = watch.requested_at {
+                        let delay = began.saturating_duration_since(requested_at).min(period);
+                        watches.delay = (watches.delay * 7 + delay) / 8;
+                    }
+                    watch.deferring = false;
                 }
+                let since = began.unwrap_or(now);
+                watch.poll = Some((poll, since));
+                watch.requested_at = None;
+                (since, false)
             }
+        };
+        let running = now - since;
+        slot.record_poll_length(u64::try_from(running.as_nanos()).unwrap_or(u64::MAX));
+        if running < self.quantum {
+            return Look {
+                long,
+                due: Some(self.after_timer_tick(since + self.quantum)),
+                requested: false,
+            };
+        }
+        let requested = slot.request(poll);
+        if requested {
+            // A request for this very poll was taken, and the poll still runs: deferred.
+            watch.deferring |= watch.requested_at.is_some();
+            self.signal(slot);
+            watch.requested_at = Some(now);
+        }
+        if running >= STUCK_REPORT.max(self.quantum * 10) {
+            self.report_stuck(index, slot, running);
+        }
+        // Next, the poll that will follow the preemption reaches its quantum, unless requests
+        // here have been deferred (or the last is still on its way): then the next look
+        // repeats the request.
+        let due = if watch.deferring || !requested {
+            now + period
+        } else {
+            self.after_timer_tick(now + watches.delay + self.quantum)
+        };
+        Look {
+            long,
+            due: Some(due),
+            requested,
+        }
+    }
+
+    /// Rule 2: the first timer tick at or after `at`, if it comes within an eighth of a quantum
+    /// (else `at`).
+    fn after_timer_tick(&self, at: Instant) -> Instant {
+        let (origin, tick) = self.timer_ticks;
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let past_tick = nanos(at.saturating_duration_since(origin)) % nanos(tick).max(1);
+        let to_tick = Duration::from_nanos(nanos(tick) - past_tick);
+        if past_tick != 0 && to_tick <= self.quantum / 8 {
+            at + to_tick
+        } else {
+            at
         }
     }
 
@@ -328,5 +403,130 @@ impl MonitorShared {
             stop = self.wake.wait(stop).unwrap_or_else(|e| e.into_inner());
         }
         self.sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUANTUM: Duration = Duration::from_millis(1);
+    const TICK: Duration = Duration::from_micros(100);
+
+    /// A monitor's shared state with `workers` slots and no thread: its signals find no worker
+    /// thread to go to, so every request is withdrawn at once (`MonitorShared::signal`).
+    fn monitor(workers: usize, quantum: Duration, origin: Instant) -> MonitorShared {
+        MonitorShared {
+            slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
+            quantum,
+            timer_ticks: (origin, TICK),
+            signal: libc::SIGURG,
+            sleeping: AtomicBool::new(false),
+            realtime_permitted: AtomicBool::new(false),
+            reported_stuck: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn watches(workers: usize) -> Watches {
+        Watches {
+            workers: vec![Watch::default(); workers],
+            delay: INITIAL_DELAY,
+        }
+    }
+
+    /// A poll preempted on worker 0 and the poll that follows it, which is running.
+    fn preempt_one_poll(slot: &WorkerSlot) -> u64 {
+        slot.begin_poll();
+        slot.note_preemption();
+        slot.end_poll();
+        slot.begin_poll();
+        slot.running_poll().unwrap()
+    }
+
+    #[test]
+    fn the_slot_names_the_poll_after_a_preemption_until_the_worker_parks() {
+        let slot = WorkerSlot::new();
+        assert!(slot.last_preemption().is_none());
+        let before = Instant::now();
+        let follower = preempt_one_poll(&slot);
+        let (follows, at) = slot.last_preemption().unwrap();
+        assert_eq!(follows, follower);
+        assert!(at >= before && at <= Instant::now());
+        slot.set_parked(true);
+        assert!(slot.last_preemption().is_none());
+    }
+
+    #[test]
+    fn a_poll_that_follows_a_preemption_runs_since_the_preemption() {
+        let shared = monitor(1, QUANTUM, Instant::now());
+        let mut watches = watches(1);
+        preempt_one_poll(&shared.slots[0]);
+        // First seen a quantum after the preemption: requested at this very look.
+        let later = Instant::now() + QUANTUM;
+        let look = shared.look(0, &mut watches, later, QUANTUM / 4);
+        assert!(look.requested, "{look:?}");
+    }
+
+    #[test]
+    fn a_poll_first_seen_without_a_preemption_runs_since_it_was_seen() {
+        let shared = monitor(1, QUANTUM, Instant::now());
+        let mut watches = watches(1);
+        shared.slots[0].begin_poll();
+        let now = Instant::now();
+        let look = shared.look(0, &mut watches, now, QUANTUM / 4);
+        assert!(!look.requested && !look.long, "{look:?}");
+        let due = look.due.unwrap();
+        assert!(due >= now + QUANTUM && due <= now + QUANTUM + QUANTUM / 8);
+        let look = shared.look(0, &mut watches, due, QUANTUM / 4);
+        assert!(look.requested && look.long, "{look:?}");
+    }
+
+    #[test]
+    fn later_polls_run_since_the_preemption_only_at_the_first_look_after_its_request() {
+        let origin = Instant::now();
+        let shared = monitor(1, QUANTUM, origin);
+        let slot = &shared.slots[0];
+        // The request, then the preemption it caused, then a short poll and a long one.
+        let mut watches = watches(1);
+        watches.workers[0].requested_at = Some(origin);
+        let follower = preempt_one_poll(slot);
+        slot.end_poll();
+        slot.begin_poll();
+        assert_eq!(slot.running_poll(), Some(follower + 1));
+        let later = Instant::now() + QUANTUM;
+        let look = shared.look(0, &mut watches, later, QUANTUM / 4);
+        assert!(look.requested, "{look:?}");
+        // A request later than the preemption did not cause it (it was stale): the poll is
+        // timed from the look.
+        let mut watches = self::watches(1);
+        watches.workers[0].requested_at = Some(Instant::now() + QUANTUM);
+        let look = shared.look(0, &mut watches, later, QUANTUM / 4);
+        assert!(!look.requested, "{look:?}");
+        // No request since: likewise.
+        let mut watches = self::watches(1);
+        let look = shared.look(0, &mut watches, later, QUANTUM / 4);
+        assert!(!look.requested, "{look:?}");
+    }
+
+    #[test]
+    fn due_times_move_to_the_next_timer_tick_within_an_eighth_of_a_quantum() {
+        let origin = Instant::now();
+        let at = |micros| origin + Duration::from_micros(micros);
+        let shared = monitor(1, QUANTUM, origin);
+        assert_eq!(shared.after_timer_tick(at(950)), at(1000));
+        assert_eq!(shared.after_timer_tick(at(1000)), at(1000));
+        assert_eq!(shared.after_timer_tick(at(1001)), at(1100));
+        let shared = monitor(1, Duration::from_micros(100), origin);
+        assert_eq!(shared.after_timer_tick(at(950)), at(950));
+        assert_eq!(shared.after_timer_tick(at(990)), at(1000));
+        // Far from the origin (beyond u32 ticks): no overflow, still aligned.
+        let far = Duration::from_secs(10 * 24 * 3600);
+        let shared = monitor(1, QUANTUM, origin);
+        assert_eq!(
+            shared.after_timer_tick(origin + far - Duration::from_micros(10)),
+            origin + far
+        );
     }
 }

@@ -16,9 +16,22 @@
 //! handler. The handler preempts only if the poll running is the one requested: a signal takes
 //! some microseconds to arrive, and the long poll it was for may have ended meanwhile, in which
 //! case the poll it interrupts has only just begun (the request is stale, and dropped).
+//!
+//! ## `follows_preemption` and `preempted_at`
+//! When a poll is preempted, the worker (in the trampoline's Switch operation, not in the
+//! handler) notes the time and the sequence number the worker's next poll will have; parking
+//! clears it. So when the monitor first sees a poll whose number is that one, it knows when the
+//! poll began to within the worker's loop between two polls, rather than only "since the
+//! previous look": a hog preempted once is preempted again one quantum later, not a quantum
+//! and a look period later (`monitor` rule 2, which also times later polls from it). The pair
+//! is not read atomically: a monitor that reads the number of one preemption and the time of
+//! the next times a poll that has already ended, and its next look replaces that record. The
+//! clock is read once per preemption, beside a signal's microseconds, never on the per-poll
+//! path.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Marks `requested` as holding a request (module doc).
 const REQUESTED: u64 = 1 << 63;
@@ -71,6 +84,12 @@ pub(crate) struct WorkerSlot {
     /// Set when a poll of this worker was preempted; the worker loop takes it and looks at its
     /// drivers at once (timers must not wait for the next maintenance when every poll is long).
     preempted: AtomicBool,
+    /// The sequence number of the poll that follows the last preemption, zero if none (or the
+    /// worker parked since); written after `preempted_at` (module doc).
+    follows_preemption: AtomicU64,
+    /// When that preemption happened, in nanoseconds since `epoch`.
+    preempted_at: AtomicU64,
+    epoch: Instant,
     /// The worker's pthread, for `pthread_kill`, while the thread runs. The monitor signals with
     /// the lock held and the worker clears it (under the lock) before it exits, so no signal is
     /// ever sent to a thread that is gone.
@@ -93,6 +112,9 @@ impl WorkerSlot {
             requested: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             preempted: AtomicBool::new(false),
+            follows_preemption: AtomicU64::new(0),
+            preempted_at: AtomicU64::new(0),
+            epoch: Instant::now(),
             thread: Mutex::new(None),
             preemptions: AtomicU64::new(0),
             preempted_waiting: AtomicU64::new(0),
@@ -176,8 +198,34 @@ impl WorkerSlot {
         }
     }
 
+    /// Parking also ends the chain from the last preemption to the next poll (module doc).
     pub(crate) fn set_parked(&self, parked: bool) {
+        if parked {
+            self.follows_preemption.store(0, Ordering::Relaxed);
+        }
         self.parked.store(parked, Ordering::SeqCst);
+    }
+
+    /// The poll running now is being preempted (module doc). Owner thread, outside the handler.
+    pub(crate) fn note_preemption(&self) {
+        let running = self.poll_state.load(Ordering::Relaxed) >> 1;
+        let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.preempted_at.store(at, Ordering::Relaxed);
+        // Release: a monitor that reads this number reads the time stored before it.
+        self.follows_preemption
+            .store(running.wrapping_add(1), Ordering::Release);
+    }
+
+    /// For the monitor: the last preemption on this worker, unless the worker parked since: the
+    /// sequence number of the poll that followed it, and when it happened (module doc).
+    pub(crate) fn last_preemption(&self) -> Option<(u64, Instant)> {
+        match self.follows_preemption.load(Ordering::Acquire) {
+            0 => None,
+            follows => {
+                let at = Duration::from_nanos(self.preempted_at.load(Ordering::Relaxed));
+                Some((follows, self.epoch + at))
+            }
+        }
     }
 
     pub(crate) fn is_parked(&self) -> bool {
@@ -233,9 +281,7 @@ impl WorkerSlot {
                     self.deferred[reason.index()].load(Ordering::Relaxed),
                 )
             }),
-            longest_poll: std::time::Duration::from_nanos(
-                self.longest_poll_ns.load(Ordering::Relaxed),
-            ),
+            longest_poll: Duration::from_nanos(self.longest_poll_ns.load(Ordering::Relaxed)),
         }
     }
 }
@@ -246,7 +292,7 @@ pub struct WorkerPreemptionStats {
     preemptions: u64,
     lock_waits_preempted: u64,
     deferred: [(DeferReason, u64); DeferReason::ALL.len()],
-    longest_poll: std::time::Duration,
+    longest_poll: Duration,
 }
 
 impl WorkerPreemptionStats {
@@ -274,7 +320,7 @@ impl WorkerPreemptionStats {
 
     /// The longest poll the monitor saw running (a lower bound of the longest poll: it sees a
     /// poll only while it runs).
-    pub fn longest_poll(&self) -> std::time::Duration {
+    pub fn longest_poll(&self) -> Duration {
         self.longest_poll
     }
 }

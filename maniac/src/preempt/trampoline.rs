@@ -118,7 +118,10 @@ extern "C" fn maniac_preempt_entry() {
     // nothing ran in between: it cannot refuse. The poll resumes on this thread, so on the same
     // worker's slot.
     let slot = super::signal::current_slot();
-    slot.inspect(|slot| slot.set_preempted_waiting(true));
+    slot.inspect(|slot| {
+        slot.note_preemption();
+        slot.set_preempted_waiting(true);
+    });
     let switched = crate::coroutine::switch_now();
     slot.inspect(|slot| slot.set_preempted_waiting(false));
     debug_assert!(

@@ -211,7 +211,11 @@ impl Shared {
             Box::new(move || io.unpark())
         }));
         let preemption = match config.preemption {
-            Some(preemption) => Preemption::start(config.workers, preemption)?,
+            Some(preemption) => Preemption::start(
+                config.workers,
+                preemption,
+                (time.origin(), crate::time::TICK),
+            )?,
             None => None,
         };
         let remotes = cores

@@ -67,6 +67,11 @@ impl TimeDriver {
         preempt::lock(&self.wheel)
     }
 
+    /// When tick 0 was (rule 1).
+    pub(crate) fn origin(&self) -> Instant {
+        self.start
+    }
+
     /// Rule 1: the tick a deadline falls on, rounded up.
     fn deadline_tick(&self, deadline: Instant) -> u64 {
         let since = deadline.saturating_duration_since(self.start);
