@@ -37,11 +37,11 @@ const RUN_FOR: Duration = Duration::from_millis(1000);
 /// `quantum`, not counting the time the OS kept the worker thread off the CPU
 /// (`Lateness::own_late`), for a hog of kind `kind`.
 ///
-/// The reasoning: the hog's poll is resumed after the ticker's poll and runs until the monitor
-/// has seen it for a quantum; the monitor looks every quantum/4, so the hog is signalled between
-/// 1 and 1.25 quanta after it was resumed, and the worker then looks at its timers at once. A
-/// sleep that ends while the hog runs therefore waits at most ~1.25 quanta, plus the timer
-/// wheel's 100 µs tick. The factor and the slack cover the odd request deferred because it landed
+/// The reasoning: the hog's poll is resumed after the ticker's poll and is timed from the
+/// preemption that let the ticker in (`monitor` rule 2: a worker's time after a preemption is
+/// one slice), so it is signalled a quantum after that preemption (up to an eighth more, to fall
+/// on a timer tick), and the worker then looks at its timers at once. A sleep that ends while
+/// the hog runs therefore waits at most ~1.125 quanta, plus the timer wheel's 100 µs tick. The factor and the slack cover the odd request deferred because it landed
 /// where the hog may not be preempted (the flag's atomic load) and a monitor that looks late.
 /// Without preemption the lateness would be the whole run (a second), far beyond.
 ///
