@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use common::TIMEOUT;
 use preempt_common::{
-    Lateness, StopOnDrop, figures, gettid, hog_until, join_within, preemptions, runtime, supported,
-    ticker,
+    Lateness, StopOnDrop, figures, gettid, hog_for, hog_until, join_within, preemptions, runtime,
+    supported, ticker,
 };
 
 /// The ticker's period.
@@ -316,6 +316,52 @@ fn a_woken_task_does_not_wait_behind_preempted_polls() {
             "the median tick came {:?} late ({})",
             lateness.percentile(50),
             lateness.summary()
+        );
+    });
+}
+
+/// A task spawned from outside the runtime gets its turn while timers keep waking long tasks:
+/// the drivers refill the LIFO slot after every preemption, and while the injector's turn waited
+/// for an empty slot it waited for as long as the timers kept coming (found by review: 111 ms
+/// behind 3 ms tasks woken every 0.5 ms; now the slot puts a due turn off once only).
+#[test]
+fn an_injected_task_gets_its_turn_while_timers_wake_long_tasks() {
+    let test = "an_injected_task_gets_its_turn_while_timers_wake_long_tasks";
+    if !supported(test) {
+        return;
+    }
+    preempt_common::bounded_test(move || {
+        let rt = runtime(1, Duration::from_millis(1));
+        let start = std::time::Instant::now() + Duration::from_millis(20);
+        let woken: Vec<_> = (0..600u32)
+            .map(|i| {
+                let deadline = start + Duration::from_micros(500) * i;
+                rt.spawn(async move {
+                    maniac::time::sleep_until(maniac::time::Instant::from_std(deadline)).await;
+                    hog_for(u64::from(i), Duration::from_millis(3))
+                })
+            })
+            .collect();
+        std::thread::sleep((start + Duration::from_millis(60)) - std::time::Instant::now());
+        let injected_at = std::time::Instant::now();
+        let injected = rt.spawn(async move { injected_at.elapsed() });
+        let waited = join_within(injected, TIMEOUT)
+            .expect("the injected task never ran")
+            .expect("the injected task failed");
+        for task in woken {
+            join_within(task, TIMEOUT)
+                .expect("a timer-woken task did not finish")
+                .expect("a timer-woken task failed");
+        }
+        println!(
+            "{test}: the injected task waited {waited:?}; {}",
+            figures(&rt)
+        );
+        // The injector's turn comes every 31 polls of about a quantum each here.
+        let bound = Duration::from_millis(31 * 2);
+        assert!(
+            waited <= bound,
+            "the injected task waited {waited:?} (bound {bound:?}) while timers woke long tasks"
         );
     });
 }

@@ -17,21 +17,29 @@
 //! some microseconds to arrive, and the long poll it was for may have ended meanwhile, in which
 //! case the poll it interrupts has only just begun (the request is stale, and dropped).
 //!
-//! ## `follows_preemption` and `preempted_at`
+//! ## `follows_preemption`, `started_poll` and `started_at`
 //! When a poll is preempted, the worker (in the trampoline's Switch operation, not in the
-//! handler) notes the time and the sequence number the worker's next poll will have; parking
-//! clears it. So when the monitor first sees a poll whose number is that one, it knows when the
-//! poll began to within the worker's loop between two polls, rather than only "since the
-//! previous look": a hog preempted once is preempted again one quantum later, not a quantum
-//! and a look period later (`monitor` rule 2, which also times later polls from it). The pair
-//! is not read atomically: a monitor that reads the number of one preemption and the time of
-//! the next times a poll that has already ended, and its next look replaces that record. The
-//! clock is read once per preemption, beside a signal's microseconds, never on the per-poll
-//! path.
+//! handler) notes the sequence number its next poll will have; parking clears it. Each of the
+//! [`STARTS_NOTED`] polls from that one on notes when it began ([`WorkerSlot::begin_poll`]'s
+//! cold branch, a clock read). So the monitor knows exactly when the polls right after a
+//! preemption began (the task the preemption let in, then the next hog), where for any other
+//! poll it knows only "since the previous look": a hog preempted once is preempted again one
+//! quantum after it resumed, not a quantum and a look period later, or two quanta after a short
+//! poll went first. The per-poll path pays one more load and compare, and reads the clock only
+//! in the few polls after a preemption, beside that preemption's signal. The pair is not read
+//! atomically: a monitor that reads the number of one poll and the time of the next times a
+//! poll that has already ended, a little late, and its next look replaces that record.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// How many polls from the one after a preemption on note when they began (module doc).
+pub(crate) const STARTS_NOTED: u64 = 8;
+
+/// `follows_preemption` when there is none: not a sequence number (they have 63 bits), and
+/// [`STARTS_NOTED`] or more ahead of every one.
+const NO_PREEMPTION: u64 = 1 << 63;
 
 /// Marks `requested` as holding a request (module doc).
 const REQUESTED: u64 = 1 << 63;
@@ -84,11 +92,13 @@ pub(crate) struct WorkerSlot {
     /// Set when a poll of this worker was preempted; the worker loop takes it and looks at its
     /// drivers at once (timers must not wait for the next maintenance when every poll is long).
     preempted: AtomicBool,
-    /// The sequence number of the poll that follows the last preemption, zero if none (or the
-    /// worker parked since); written after `preempted_at` (module doc).
+    /// The sequence number of the poll that follows the last preemption, [`NO_PREEMPTION`] if
+    /// none (or the worker parked since) (module doc).
     follows_preemption: AtomicU64,
-    /// When that preemption happened, in nanoseconds since `epoch`.
-    preempted_at: AtomicU64,
+    /// The last poll that noted its start, written after `started_at` (module doc).
+    started_poll: AtomicU64,
+    /// When it began, in nanoseconds since `epoch`.
+    started_at: AtomicU64,
     epoch: Instant,
     /// The worker's pthread, for `pthread_kill`, while the thread runs. The monitor signals with
     /// the lock held and the worker clears it (under the lock) before it exits, so no signal is
@@ -112,8 +122,9 @@ impl WorkerSlot {
             requested: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             preempted: AtomicBool::new(false),
-            follows_preemption: AtomicU64::new(0),
-            preempted_at: AtomicU64::new(0),
+            follows_preemption: AtomicU64::new(NO_PREEMPTION),
+            started_poll: AtomicU64::new(0),
+            started_at: AtomicU64::new(0),
             epoch: Instant::now(),
             thread: Mutex::new(None),
             preemptions: AtomicU64::new(0),
@@ -155,9 +166,23 @@ impl WorkerSlot {
     #[inline]
     pub(crate) fn begin_poll(&self) {
         let state = self.poll_state.load(Ordering::Relaxed);
-        let next = ((state >> 1).wrapping_add(1) << 1) | 1;
+        let poll = (state >> 1).wrapping_add(1);
+        let after_preemption = poll.wrapping_sub(self.follows_preemption.load(Ordering::Relaxed));
+        if after_preemption < STARTS_NOTED {
+            self.note_start(poll);
+        }
         // Release: nothing to publish, but it keeps the store from being sunk past the poll.
-        self.poll_state.store(next, Ordering::Release);
+        self.poll_state.store((poll << 1) | 1, Ordering::Release);
+    }
+
+    /// A poll soon after a preemption notes when it began (module doc). Owner thread only.
+    #[cold]
+    #[inline(never)]
+    fn note_start(&self, poll: u64) {
+        let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.started_at.store(at, Ordering::Relaxed);
+        // Release: a monitor that reads this number reads the time stored before it.
+        self.started_poll.store(poll, Ordering::Release);
     }
 
     /// The poll ends, or is switched out (module doc). Owner thread only.
@@ -198,10 +223,11 @@ impl WorkerSlot {
         }
     }
 
-    /// Parking also ends the chain from the last preemption to the next poll (module doc).
+    /// Parking also ends the noting of poll starts after the last preemption (module doc).
     pub(crate) fn set_parked(&self, parked: bool) {
         if parked {
-            self.follows_preemption.store(0, Ordering::Relaxed);
+            self.follows_preemption
+                .store(NO_PREEMPTION, Ordering::Relaxed);
         }
         self.parked.store(parked, Ordering::SeqCst);
     }
@@ -209,23 +235,19 @@ impl WorkerSlot {
     /// The poll running now is being preempted (module doc). Owner thread, outside the handler.
     pub(crate) fn note_preemption(&self) {
         let running = self.poll_state.load(Ordering::Relaxed) >> 1;
-        let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.preempted_at.store(at, Ordering::Relaxed);
-        // Release: a monitor that reads this number reads the time stored before it.
         self.follows_preemption
-            .store(running.wrapping_add(1), Ordering::Release);
+            .store(running.wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// For the monitor: the last preemption on this worker, unless the worker parked since: the
-    /// sequence number of the poll that followed it, and when it happened (module doc).
-    pub(crate) fn last_preemption(&self) -> Option<(u64, Instant)> {
-        match self.follows_preemption.load(Ordering::Acquire) {
-            0 => None,
-            follows => {
-                let at = Duration::from_nanos(self.preempted_at.load(Ordering::Relaxed));
-                Some((follows, self.epoch + at))
-            }
+    /// For the monitor: when poll `poll` began, if it noted it, and whether it is the poll that
+    /// directly followed a preemption (module doc).
+    pub(crate) fn poll_start(&self, poll: u64) -> Option<(Instant, bool)> {
+        if self.started_poll.load(Ordering::Acquire) != poll {
+            return None;
         }
+        let at = Duration::from_nanos(self.started_at.load(Ordering::Relaxed));
+        let follows = self.follows_preemption.load(Ordering::Relaxed) == poll;
+        Some((self.epoch + at, follows))
     }
 
     pub(crate) fn is_parked(&self) -> bool {

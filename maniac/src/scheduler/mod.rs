@@ -27,11 +27,12 @@
 //!
 //! ## Which task a worker runs next ([`worker`])
 //! - The LIFO slot, if it holds a task: what the last poll or the drivers just woke runs next,
-//!   not a quantum later behind a preempted poll's resumption.
+//!   not a quantum later behind a preempted poll's resumption. It puts off a due turn (below)
+//!   once, not twice in a row: the drivers may refill it after every preemption.
 //! - Every `global_queue_interval`-th poll (default 31) the injector comes next, so that a worker
 //!   busy with its own queue still takes injected tasks; every [`PINNED_INTERVAL`]-th, the pinned
 //!   queue (`worker` module doc).
-//! - Otherwise the local queue, then the injector, then the pinned queue.
+//! - Otherwise the LIFO slot, the local queue, the injector, then the pinned queue.
 //! - The injector is always read as a batch: one task to run, and a fair share of the rest
 //!   (`len / workers`, at most half the local queue) moved into the local queue, so that a worker
 //!   busy with its own tasks still drains injected ones at the rate they arrive.

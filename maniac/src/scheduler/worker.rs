@@ -92,6 +92,8 @@ pub(crate) struct Core {
     /// Polls left before the pinned queue must come first (as above; module doc, "The pinned
     /// queue").
     until_pinned_turn: u32,
+    /// Whether the LIFO slot has already put off the turn that is due (`next_work`).
+    turn_put_off: bool,
     /// Polls left before the deferred tasks must go back to the local queue (as above).
     until_deferred_flush: u32,
     /// Polls left before the next look at the drivers (as above).
@@ -114,6 +116,7 @@ impl Core {
             deferred: Vec::new(),
             until_global_check: 0,
             until_pinned_turn: PINNED_INTERVAL,
+            turn_put_off: false,
             until_deferred_flush: DEFERRED_INTERVAL,
             until_maintenance: MAINTENANCE_INTERVAL,
             is_searching: false,
@@ -135,13 +138,19 @@ impl Core {
             self.until_deferred_flush = DEFERRED_INTERVAL;
             self.flush_deferred(shared);
         }
-        // The LIFO slot first, even on the turns below: it holds the task the last poll or the
-        // drivers just woke, which must not wait behind a whole poll of another (a preempted
-        // hog's resumption runs a quantum). A turn then waits, at 0, for the slot to be empty:
-        // at most `MAX_LIFO_POLLS` + 1 polls, since `run_task` ends a chain there.
-        if let Some(task) = self.lifo_slot.take() {
+        // The LIFO slot first, even when a turn below is due: it holds the task the last poll
+        // or the drivers just woke, which must not wait behind a whole poll of another (a
+        // preempted hog's resumption runs a quantum). But it puts a due turn off once only:
+        // the drivers refill the slot after every preemption, and a turn that waited for an
+        // empty slot could wait for ever (long timer-woken tasks starved the injector).
+        let turn_due = self.until_global_check == 0 || self.until_pinned_turn == 0;
+        if !(turn_due && self.turn_put_off)
+            && let Some(task) = self.lifo_slot.take()
+        {
+            self.turn_put_off = turn_due;
             return Some(Work::Task(task));
         }
+        self.turn_put_off = false;
         if self.until_global_check == 0 {
             self.until_global_check = shared.global_queue_interval;
             if let Some(task) = self.pop_injector_batch(shared) {
@@ -154,8 +163,9 @@ impl Core {
                 return Some(work);
             }
         }
-        self.local
-            .pop()
+        self.lifo_slot
+            .take()
+            .or_else(|| self.local.pop())
             .or_else(|| self.pop_injector_batch(shared))
             .map(Work::Task)
             .or_else(|| self.pop_pinned(shared))
