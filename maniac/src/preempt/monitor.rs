@@ -3,8 +3,8 @@
 //!
 //! ## Rules
 //! 1. It reads every worker's poll state (`slot` module doc) at each look, with the thread's
-//!    timer slack at its minimum. The hot path therefore pays two plain stores per poll, no clock
-//!    read and no system call. Between looks it sleeps a quarter of the quantum (at least 25 µs)
+//!    timer slack at its minimum. The hot path therefore pays two plain stores and a load per
+//!    poll and no system call; it reads the clock only in the few polls after a preemption. Between looks it sleeps a quarter of the quantum (at least 25 µs)
 //!    while some poll has been running since the previous look; while none has (every poll is
 //!    short, as in a busy server), it backs off, doubling the sleep up to one quantum: on a
 //!    machine whose cores are all busy, each look costs a context switch of somebody's.
@@ -70,8 +70,9 @@ struct Look {
 struct Watch {
     /// The poll being timed, and since when it runs.
     poll: Option<(u64, Instant)>,
-    /// When a preemption of that poll was last requested.
-    requested_at: Option<Instant>,
+    /// The last poll a preemption was requested for, and when; kept until a look finds
+    /// another poll running, whatever it finds in between.
+    requested: Option<(u64, Instant)>,
     /// Requests sent for that poll.
     requests: u32,
     /// Whether this worker's last preemption took more than one request (the first was
@@ -298,10 +299,7 @@ impl MonitorShared {
         let slot = &self.slots[index];
         let watch = &mut watches.workers[index];
         let Some(poll) = slot.running_poll() else {
-            *watch = Watch {
-                deferring: watch.deferring,
-                ..Watch::default()
-            };
+            watch.poll = None;
             return Look::default();
         };
         let (since, long) = match watch.poll {
@@ -310,19 +308,20 @@ impl MonitorShared {
                 // A poll soon after a preemption noted when it began (`slot` module doc); any
                 // other began at some time since the previous look, taken to be now.
                 let start = slot.poll_start(poll);
-                if let (Some((began, true)), Some(requested_at)) = (start, watch.requested_at) {
-                    // The poll right after the preemption requested: how long the request
-                    // took, and whether it had to be repeated.
-                    let delay = began.saturating_duration_since(requested_at).min(period);
-                    watches.delay = (watches.delay * 7 + delay) / 8;
-                    watch.deferring = watch.requests > 1;
+                if let Some((asked_for, requested_at)) = watch.requested.take() {
+                    if slot.follows_preemption() == asked_for.wrapping_add(1) {
+                        // The poll asked for was preempted: whether that took more than one
+                        // request, and (seeing the poll right after it) how long it took.
+                        watch.deferring = watch.requests > 1;
+                        if let Some((began, true)) = start {
+                            let delay = began.saturating_duration_since(requested_at).min(period);
+                            watches.delay = (watches.delay * 7 + delay) / 8;
+                        }
+                    }
+                    watch.requests = 0;
                 }
                 let since = start.map_or(now, |(began, _)| began);
-                *watch = Watch {
-                    poll: Some((poll, since)),
-                    deferring: watch.deferring,
-                    ..Watch::default()
-                };
+                watch.poll = Some((poll, since));
                 (since, false)
             }
         };
@@ -341,7 +340,7 @@ impl MonitorShared {
             watch.requests += 1;
             watch.deferring |= watch.requests > 1;
             self.signal(slot);
-            watch.requested_at = Some(now);
+            watch.requested = Some((poll, now));
         }
         if running >= STUCK_REPORT.max(self.quantum * 10) {
             self.report_stuck(index, slot, running);
@@ -439,13 +438,18 @@ mod tests {
         }
     }
 
-    /// A poll preempted on `slot` and the poll that follows it, which is running.
-    fn preempt_one_poll(slot: &WorkerSlot) -> u64 {
-        slot.begin_poll();
+    /// The running poll of `slot` is preempted; returns the poll that follows, which runs.
+    fn preempt_running(slot: &WorkerSlot) -> u64 {
         slot.note_preemption();
         slot.end_poll();
         slot.begin_poll();
         slot.running_poll().unwrap()
+    }
+
+    /// A poll begins on `slot` and is preempted; returns the poll that follows, which runs.
+    fn preempt_one_poll(slot: &WorkerSlot) -> u64 {
+        slot.begin_poll();
+        preempt_running(slot)
     }
 
     fn next_poll(slot: &WorkerSlot) -> u64 {
@@ -514,12 +518,11 @@ mod tests {
         let shared = monitor(1, QUANTUM, Instant::now());
         let slot = &shared.slots[0];
         let mut watches = watches(1);
-        watches.workers[0].requested_at = Some(Instant::now());
         preempt_one_poll(slot);
         std::thread::sleep(QUANTUM * 2);
         let short = next_poll(slot);
         let (began, _) = slot.poll_start(short).unwrap();
-        let look = shared.look(0, &mut watches, Instant::now(), QUANTUM / 4);
+        let look = shared.look(0, &mut watches, began + QUANTUM / 2, QUANTUM / 4);
         assert!(!look.requested, "{look:?}");
         let look = shared.look(0, &mut watches, began + QUANTUM, QUANTUM / 4);
         assert!(look.requested, "{look:?}");
@@ -545,10 +548,44 @@ mod tests {
         assert!(again.requested);
         assert_eq!(again.due, Some(seen + QUANTUM * 2 + period));
         // Preempted at last: the next slice still repeats its requests a period apart.
-        preempt_one_poll(slot);
+        preempt_running(slot);
         let next = shared.look(0, &mut watches, Instant::now() + QUANTUM * 2, period);
         assert!(next.requested);
         assert!(next.due.unwrap() <= Instant::now() + QUANTUM * 2 + period);
+    }
+
+    /// A preemption that took one request ends the repeating, even when the look after it finds
+    /// the worker between polls and the poll that followed the preemption already over.
+    #[test]
+    fn a_preemption_at_the_first_request_ends_the_repeating() {
+        let shared = monitor(1, QUANTUM, Instant::now());
+        let slot = &shared.slots[0];
+        let period = QUANTUM / 4;
+        let mut watches = watches(1);
+        watches.workers[0].deferring = true;
+        slot.begin_poll();
+        let seen = Instant::now();
+        shared.look(0, &mut watches, seen, period);
+        assert!(
+            shared
+                .look(0, &mut watches, seen + QUANTUM, period)
+                .requested
+        );
+        preempt_running(slot);
+        slot.end_poll();
+        assert!(
+            shared
+                .look(0, &mut watches, Instant::now(), period)
+                .due
+                .is_none()
+        );
+        slot.begin_poll();
+        let resumed = Instant::now();
+        shared.look(0, &mut watches, resumed, period);
+        assert!(!watches.workers[0].deferring, "{:?}", watches.workers[0]);
+        let next = shared.look(0, &mut watches, resumed + QUANTUM * 2, period);
+        assert!(next.requested);
+        assert!(next.due.unwrap() >= resumed + QUANTUM * 3, "{next:?}");
     }
 
     #[test]

@@ -22,10 +22,13 @@
 //! handler) notes the sequence number its next poll will have; parking clears it. Each of the
 //! [`STARTS_NOTED`] polls from that one on notes when it began ([`WorkerSlot::begin_poll`]'s
 //! cold branch, a clock read). So the monitor knows exactly when the polls right after a
-//! preemption began (the task the preemption let in, then the next hog), where for any other
-//! poll it knows only "since the previous look": a hog preempted once is preempted again one
-//! quantum after it resumed, not a quantum and a look period later, or two quanta after a short
-//! poll went first. The per-poll path pays one more load and compare, and reads the clock only
+//! preemption began (the task the preemption let in, then the next hog, if it comes within
+//! those eight), where for any other poll it knows only "since the previous look": a hog
+//! preempted once is preempted again one quantum after it resumed, not a quantum and a look
+//! period later, or two quanta after a short poll went first. (A preempted poll waits in the
+//! pinned queue, which comes after the local queue and the injector: behind more than seven
+//! other polls it is timed from the look that first sees it, up to two quanta, `monitor`
+//! rule 2.) The per-poll path pays one more load and compare, and reads the clock only
 //! in the few polls after a preemption, beside that preemption's signal. The pair is not read
 //! atomically: a monitor that reads the number of one poll and the time of the next times a
 //! poll that has already ended, a little late, and its next look replaces that record.
@@ -237,6 +240,12 @@ impl WorkerSlot {
         let running = self.poll_state.load(Ordering::Relaxed) >> 1;
         self.follows_preemption
             .store(running.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// For the monitor: the sequence number of the poll after the last preemption (module
+    /// doc).
+    pub(crate) fn follows_preemption(&self) -> u64 {
+        self.follows_preemption.load(Ordering::Relaxed)
     }
 
     /// For the monitor: when poll `poll` began, if it noted it, and whether it is the poll that

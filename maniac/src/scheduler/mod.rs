@@ -28,7 +28,9 @@
 //! ## Which task a worker runs next ([`worker`])
 //! - The LIFO slot, if it holds a task: what the last poll or the drivers just woke runs next,
 //!   not a quantum later behind a preempted poll's resumption. It puts off a due turn (below)
-//!   once, not twice in a row: the drivers may refill it after every preemption.
+//!   for one LIFO chain (at most [`MAX_LIFO_POLLS`] + 1 polls), not two in a row: the drivers
+//!   may refill it after every preemption. (So a task they wake right after such a chain waits
+//!   for the turn's task: rare, as it needs a long task in the LIFO slot when a turn is due.)
 //! - Every `global_queue_interval`-th poll (default 31) the injector comes next, so that a worker
 //!   busy with its own queue still takes injected tasks; every [`PINNED_INTERVAL`]-th, the pinned
 //!   queue (`worker` module doc).

@@ -25,7 +25,8 @@
 //! the wake-up happens on this thread). Wake-ups of such tasks on other threads go to
 //! `Remote::pinned_inbox` and unpark this worker. Neither is ever stolen from. They are looked at
 //! after the injector (a preempted task waits behind newly woken ones), first every
-//! [`PINNED_INTERVAL`] polls (so that a worker whose queues never empty still resumes them), and
+//! [`PINNED_INTERVAL`] polls but for a LIFO chain that may go first (so that a worker whose
+//! queues never empty still resumes them), and
 //! before stealing or parking. Their turn has its own countdown, not `global_queue_interval`'s:
 //! with that set to 1 (tokio's "always look at the injector first"), preempted hogs took every
 //! turn and the local queue starved.
