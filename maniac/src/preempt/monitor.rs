@@ -4,8 +4,9 @@
 //! ## Rules
 //! 1. It reads every worker's poll state (`slot` module doc) at each look, with the thread's
 //!    timer slack at its minimum. The hot path therefore pays two plain stores and a load per
-//!    poll and no system call; it reads the clock only in the few polls after a preemption. Between looks it sleeps a quarter of the quantum (at least 25 µs)
-//!    while some poll has been running since the previous look; while none has (every poll is
+//!    poll and no system call; it reads the clock only in the few polls after a preemption.
+//!    Between looks it sleeps a quarter of the quantum (at least 25 µs) while some poll has
+//!    been running since the previous look; while none has (every poll is
 //!    short, as in a busy server), it backs off, doubling the sleep up to one quantum: on a
 //!    machine whose cores are all busy, each look costs a context switch of somebody's.
 //! 2. A worker whose *same* poll has run for at least the quantum gets a request: the pending

@@ -222,9 +222,11 @@ impl Builder {
     }
 
     /// How long a poll may run before it is preempted (default 1 ms; 100 µs to 100 ms, else
-    /// `build` fails). The monitor asks for a preemption once a poll has run for one quantum to
-    /// one and a quarter (up to two when the poll starts while every other poll is short and the
-    /// monitor looks less often). The request is honoured at the next async-safe
+    /// `build` fails). The monitor asks for a preemption once a poll has run for one quantum,
+    /// or a little more (up to a quarter if it first saw the poll at one of its periodic looks,
+    /// up to an eighth to fall just after a timer tick; up to two quanta when the poll starts
+    /// unseen, while every other poll is short and the monitor looks less often). The
+    /// request is honoured at the next async-safe
     /// point: at once in the task's own code, later if the task is inside the standard library
     /// or another denied crate (`maniac::preempt`, "What is and is not enforced").
     pub fn preemption_quantum(&mut self, quantum: Duration) -> &mut Builder {
