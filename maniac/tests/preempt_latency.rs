@@ -37,12 +37,12 @@ const RUN_FOR: Duration = Duration::from_millis(1000);
 /// `quantum`, not counting the time the OS kept the worker thread off the CPU
 /// (`Lateness::own_late`), for a hog of kind `kind`.
 ///
-/// The reasoning: the hog's poll is resumed after the ticker's poll and is timed from the
-/// preemption that let the ticker in (`monitor` rule 2: a worker's time after a preemption is
-/// one slice), so it is signalled a quantum after that preemption (up to an eighth more, to fall
-/// on a timer tick), and the worker then looks at its timers at once. A sleep that ends while
-/// the hog runs therefore waits at most ~1.125 quanta, plus the timer wheel's 100 µs tick. The factor and the slack cover the odd request deferred because it landed
-/// where the hog may not be preempted (the flag's atomic load) and a monitor that looks late.
+/// The reasoning: the hog's poll is resumed right after the ticker's poll, one of the polls
+/// after a preemption that note their start (`preempt::slot`), so the monitor times it from
+/// then and signals it a quantum later (up to an eighth more, to fall on a timer tick); the
+/// worker then looks at its timers at once. A sleep that ends while the hog runs therefore
+/// waits at most ~1.125 quanta, plus the timer wheel's 100 µs tick. The factor and the slack
+/// cover the odd request deferred because it landed where the hog may not be preempted (the flag's atomic load) and a monitor that looks late.
 /// Without preemption the lateness would be the whole run (a second), far beyond.
 ///
 /// The `black_box` loop of a debug build is the exception: there `black_box` and the range

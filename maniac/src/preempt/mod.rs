@@ -4,8 +4,8 @@
 //!
 //! ## The mechanism
 //! 1. **Noticing.** Every worker marks the start and the end of each poll in its slot (two plain
-//!    stores and a load: no system call, and a clock read only in the few polls after a
-//!    preemption, which note when they began; `slot`). A monitor thread per runtime looks at
+//!    stores: no system call, and a clock read only in the few polls after a preemption, which
+//!    note when they began; `slot`). A monitor thread per runtime looks at
 //!    a slot when the poll it times there reaches its quantum, and otherwise up to four times a
 //!    quantum (backing off to once a quantum while every poll it sees is short), sleeps while
 //!    every worker is parked, and sends the worker's
@@ -131,9 +131,10 @@ pub const MIN_QUANTUM: Duration = Duration::from_micros(100);
 /// The longest quantum `Builder::preemption_quantum` accepts.
 pub const MAX_QUANTUM: Duration = Duration::from_millis(100);
 /// The default quantum (justified in BENCHMARKS.md, "Why the default quantum is 1 ms"). Measured
-/// on our 2-vCPU VM: a hog preempted every quantum loses about 3.6 % of its throughput (about
-/// 44 µs a preemption, mostly the VM's signal delivery and the monitor's wake-ups), 39 % at
-/// 100 µs; a ticker beside CPU hogs wakes within about 1.6 ms at p99.9 (0.4–0.8 ms at 100 µs).
+/// on our 2-vCPU VM: a hog preempted every quantum loses 3–5 % of its throughput (35–50 µs a
+/// preemption, mostly the VM's signal delivery and the monitor's wake-ups), 25–30 % at 100 µs;
+/// a ticker beside CPU hogs wakes within about 1.1–1.4 ms at p99.9 when the VM leaves its
+/// vCPUs alone (0.3–1.3 ms at 100 µs), 100 µs at the median.
 pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(1);
 /// The default signal: SIGURG, for Go's reasons (ignored by default, unused by libc, harmless
 /// when it arrives spuriously).

@@ -3,8 +3,8 @@
 //!
 //! ## Rules
 //! 1. It reads every worker's poll state (`slot` module doc) at each look, with the thread's
-//!    timer slack at its minimum. The hot path therefore pays two plain stores and a load per
-//!    poll and no system call; it reads the clock only in the few polls after a preemption.
+//!    timer slack at its minimum. The hot path therefore pays two plain stores per poll and no
+//!    system call; it reads the clock only in the few polls after a preemption.
 //!    Between looks it sleeps a quarter of the quantum (at least 25 µs) while some poll has
 //!    been running since the previous look; while none has (every poll is
 //!    short, as in a busy server), it backs off, doubling the sleep up to one quantum: on a
@@ -337,7 +337,7 @@ impl MonitorShared {
         }
         let requested = slot.request(poll);
         if requested {
-            // A second request for this very poll: the first was taken and deferred.
+            // From the second request for this very poll on, the first was taken and deferred.
             watch.requests += 1;
             watch.deferring |= watch.requests > 1;
             self.signal(slot);

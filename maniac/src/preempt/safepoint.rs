@@ -486,10 +486,9 @@ impl CodeMap {
         if at.rax != libc::SYS_futex as u64 || !waits || self.lock_waits.is_empty() {
             return false;
         }
+        // Unaligned: nothing promises alignment of a stack pointer caught between instructions.
         // SAFETY: the caller checked that `sp` lies in the current generator's stack and that
-        // `sp + 8` does not pass its top, so the 8 bytes at `sp` are mapped and readable (read
-        // unaligned: nothing promises alignment of a stack pointer caught between two
-        // instructions).
+        // `sp + 8` does not pass its top, so the 8 bytes at `sp` are mapped and readable.
         let return_address = unsafe { (at.sp as *const usize).read_unaligned() };
         CodeMap::contains(&self.lock_waits, return_address)
     }

@@ -2,14 +2,16 @@
 //! the monitor leaves for the signal handler, and the statistics.
 //!
 //! ## `poll_state`
-//! `(sequence << 1) | in_poll`. Only the worker thread writes it, with plain stores (the hot path
-//! pays no read-modify-write): [`WorkerSlot::begin_poll`] starts a new sequence number with the
-//! `in_poll` bit set, [`WorkerSlot::end_poll`] clears the bit. A poll that is switched out counts
-//! as ended (it no longer runs); resuming it begins a new one. The monitor reads it and takes "the
-//! same odd value in two looks a quantum apart" to mean "one poll has run for a quantum".
-//!
+//! `(sequence << SEQUENCE_SHIFT) | (starts_to_note << 1) | in_poll`. Only the worker thread
+//! writes it, with plain stores (the hot path pays no read-modify-write):
+//! [`WorkerSlot::begin_poll`] starts a new sequence number with the `in_poll` bit set,
+//! [`WorkerSlot::end_poll`] clears the bit. A poll that is switched out counts as ended (it no
+//! longer runs); resuming it begins a new one. The monitor reads it and takes "the same
+//! sequence number, in a poll, at two looks a quantum apart" to mean "one poll has run for a
+//! quantum". `starts_to_note` is the countdown of the next section.
+
 //! ## `requested`
-//! `REQUESTED | sequence` of the poll a request is for (zero: none; sequence numbers have 63
+//! `REQUESTED | sequence` of the poll a request is for (zero: none; sequence numbers have 59
 //! bits). Set by the monitor
 //! before it signals the worker, taken by the handler: at most one signal per worker is in flight
 //! (Go's `signalPending`), and a signal that finds none is not ours and goes to the previous
@@ -19,19 +21,20 @@
 //!
 //! ## `follows_preemption`, `started_poll` and `started_at`
 //! When a poll is preempted, the worker (in the trampoline's Switch operation, not in the
-//! handler) notes the sequence number its next poll will have; parking clears it. Each of the
-//! [`STARTS_NOTED`] polls from that one on notes when it began ([`WorkerSlot::begin_poll`]'s
-//! cold branch, a clock read). So the monitor knows exactly when the polls right after a
-//! preemption began (the task the preemption let in, then the next hog, if it comes within
-//! those eight), where for any other poll it knows only "since the previous look": a hog
-//! preempted once is preempted again one quantum after it resumed, not a quantum and a look
-//! period later, or two quanta after a short poll went first. (A preempted poll waits in the
-//! pinned queue, which comes after the local queue and the injector: behind more than seven
-//! other polls it is timed from the look that first sees it, up to two quanta, `monitor`
-//! rule 2.) The per-poll path pays one more load and compare, and reads the clock only
-//! in the few polls after a preemption, beside that preemption's signal. The pair is not read
-//! atomically: a monitor that reads the number of one poll and the time of the next times a
-//! poll that has already ended, a little late, and its next look replaces that record.
+//! handler) notes the sequence number its next poll will have, and sets `poll_state`'s
+//! countdown to [`STARTS_NOTED`]; parking clears both. While the countdown runs, `begin_poll`
+//! takes its cold branch: the poll notes when it began (a clock read) and counts down. So the
+//! monitor knows exactly when the polls right after a preemption began (the task the
+//! preemption let in, then the next hog, if it comes within those eight), where for any other
+//! poll it knows only "since the previous look": a hog preempted once is preempted again one
+//! quantum after it resumed, not a quantum and a look period later, or two quanta after a short
+//! poll went first. (A preempted poll waits in the pinned queue, which comes after the local
+//! queue and the injector: behind more than seven other polls it is timed from the look that
+//! first sees it, up to two quanta, `monitor` rule 2.) The per-poll path pays nothing more than
+//! a test of a bit field of the value it loads anyway; the clock is read only in the few polls
+//! after a preemption, beside that preemption's signal. The pair `started_poll`/`started_at` is
+//! not read atomically: a monitor that reads the number of one poll and the time of the next
+//! times a poll that has already ended, a little late, and its next look replaces that record.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,8 +43,13 @@ use std::time::{Duration, Instant};
 /// How many polls from the one after a preemption on note when they began (module doc).
 pub(crate) const STARTS_NOTED: u64 = 8;
 
-/// `follows_preemption` when there is none: not a sequence number (they have 63 bits), and
-/// [`STARTS_NOTED`] or more ahead of every one.
+/// Where `poll_state`'s sequence number starts; below it, the countdown and `in_poll`.
+const SEQUENCE_SHIFT: u32 = 5;
+/// `poll_state`'s countdown of polls left to note their start (module doc).
+const STARTS_TO_NOTE: u64 = ((1 << SEQUENCE_SHIFT) - 1) & !1;
+const _: () = assert!((STARTS_NOTED << 1) <= STARTS_TO_NOTE);
+
+/// `follows_preemption` when there is none: not a sequence number (they have 59 bits).
 const NO_PREEMPTION: u64 = 1 << 63;
 
 /// Marks `requested` as holding a request (module doc).
@@ -169,23 +177,29 @@ impl WorkerSlot {
     #[inline]
     pub(crate) fn begin_poll(&self) {
         let state = self.poll_state.load(Ordering::Relaxed);
-        let poll = (state >> 1).wrapping_add(1);
-        let after_preemption = poll.wrapping_sub(self.follows_preemption.load(Ordering::Relaxed));
-        if after_preemption < STARTS_NOTED {
-            self.note_start(poll);
+        if state & STARTS_TO_NOTE != 0 {
+            return self.begin_noted_poll(state);
         }
+        let next = (((state >> SEQUENCE_SHIFT).wrapping_add(1)) << SEQUENCE_SHIFT) | 1;
         // Release: nothing to publish, but it keeps the store from being sunk past the poll.
-        self.poll_state.store((poll << 1) | 1, Ordering::Release);
+        self.poll_state.store(next, Ordering::Release);
     }
 
-    /// A poll soon after a preemption notes when it began (module doc). Owner thread only.
+    /// [`begin_poll`](Self::begin_poll) for a poll soon after a preemption, which notes when it
+    /// began (module doc). Owner thread only.
     #[cold]
     #[inline(never)]
-    fn note_start(&self, poll: u64) {
+    fn begin_noted_poll(&self, state: u64) {
+        let poll = (state >> SEQUENCE_SHIFT).wrapping_add(1);
         let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.started_at.store(at, Ordering::Relaxed);
         // Release: a monitor that reads this number reads the time stored before it.
         self.started_poll.store(poll, Ordering::Release);
+        let starts_left = (state & STARTS_TO_NOTE) - (1 << 1);
+        self.poll_state.store(
+            (poll << SEQUENCE_SHIFT) | starts_left | 1,
+            Ordering::Release,
+        );
     }
 
     /// The poll ends, or is switched out (module doc). Owner thread only.
@@ -198,7 +212,7 @@ impl WorkerSlot {
     /// For the monitor: the current poll's sequence number, if one runs.
     pub(crate) fn running_poll(&self) -> Option<u64> {
         let state = self.poll_state.load(Ordering::Acquire);
-        (state & 1 == 1).then_some(state >> 1)
+        (state & 1 == 1).then_some(state >> SEQUENCE_SHIFT)
     }
 
     /// For the monitor: claims the right to send a signal for poll `poll` (coalescing; module
@@ -227,19 +241,30 @@ impl WorkerSlot {
     }
 
     /// Parking also ends the noting of poll starts after the last preemption (module doc).
+    /// Owner thread only.
     pub(crate) fn set_parked(&self, parked: bool) {
         if parked {
             self.follows_preemption
                 .store(NO_PREEMPTION, Ordering::Relaxed);
+            let state = self.poll_state.load(Ordering::Relaxed);
+            self.poll_state
+                .store(state & !STARTS_TO_NOTE, Ordering::Relaxed);
         }
         self.parked.store(parked, Ordering::SeqCst);
     }
 
-    /// The poll running now is being preempted (module doc). Owner thread, outside the handler.
+    /// The poll running now is being preempted (module doc). Owner thread, outside the handler:
+    /// the trampoline's call, inside the poll, so never between a load and a store of
+    /// `begin_poll` or `end_poll` (maniac's own code is not an async-safe point).
     pub(crate) fn note_preemption(&self) {
-        let running = self.poll_state.load(Ordering::Relaxed) >> 1;
+        let state = self.poll_state.load(Ordering::Relaxed);
+        let running = state >> SEQUENCE_SHIFT;
         self.follows_preemption
             .store(running.wrapping_add(1), Ordering::Relaxed);
+        self.poll_state.store(
+            (state & !STARTS_TO_NOTE) | (STARTS_NOTED << 1),
+            Ordering::Relaxed,
+        );
     }
 
     /// For the monitor: the sequence number of the poll after the last preemption (module

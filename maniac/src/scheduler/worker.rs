@@ -26,10 +26,9 @@
 //! `Remote::pinned_inbox` and unpark this worker. Neither is ever stolen from. They are looked at
 //! after the injector (a preempted task waits behind newly woken ones), first every
 //! [`PINNED_INTERVAL`] polls but for a LIFO chain that may go first (so that a worker whose
-//! queues never empty still resumes them), and
-//! before stealing or parking. Their turn has its own countdown, not `global_queue_interval`'s:
-//! with that set to 1 (tokio's "always look at the injector first"), preempted hogs took every
-//! turn and the local queue starved.
+//! queues never empty still resumes them), and before stealing or parking. Their turn has its
+//! own countdown, not `global_queue_interval`'s: with that set to 1 (tokio's "always look at
+//! the injector first"), preempted hogs took every turn and the local queue starved.
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
@@ -661,12 +660,23 @@ impl WorkerContext {
         }
     }
 
-    /// Runs `f` with what it schedules on this core going to the back of the local queue.
+    /// Runs `f` with what it schedules on this core going to the back of the local queue (the
+    /// LIFO slot is enabled again even if `f` panics).
     fn without_lifo<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Enable<'a>(&'a WorkerContext);
+        impl Drop for Enable<'_> {
+            fn drop(&mut self) {
+                // Not `core()`: a panic here, while unwinding, would abort.
+                if let Ok(mut core) = self.0.core.try_borrow_mut()
+                    && let Some(core) = core.as_mut()
+                {
+                    core.lifo_enabled = true;
+                }
+            }
+        }
         self.core().lifo_enabled = false;
-        let result = f();
-        self.core().lifo_enabled = true;
-        result
+        let _enable = Enable(self);
+        f()
     }
 
     /// Idle rules 4 and 5 for the current-thread driver, which may also be woken by its own
