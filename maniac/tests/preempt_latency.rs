@@ -20,7 +20,7 @@ mod preempt_common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::TIMEOUT;
 use preempt_common::{
@@ -316,6 +316,89 @@ fn a_woken_task_does_not_wait_behind_preempted_polls() {
             "the median tick came {:?} late ({})",
             lateness.percentile(50),
             lateness.summary()
+        );
+    });
+}
+
+/// A hog that starts while the monitor is calm (only short polls for a while, so it looks only
+/// every eight quanta: `preempt::monitor` rules 1 and 7), beside a worker that runs short polls,
+/// is first preempted about a quantum after it began: the other worker spots it and wakes the
+/// monitor. Without the spotting its first preemption waits for two calm looks, eight to sixteen
+/// quanta (checked: with `MonitorShared::spot` disabled this test fails, the first preemption
+/// coming 154–159 ms after the hog began, against 10.4 ms with it).
+#[test]
+fn a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker() {
+    let test = "a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker";
+    if !supported(test) {
+        return;
+    }
+    preempt_common::bounded_test(move || {
+        // A long quantum, so that "about one" and "at least eight" stay apart on a loaded machine.
+        let quantum = Duration::from_millis(10);
+        let rt = runtime(2, quantum);
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop = StopOnDrop(stop.clone());
+        let yielders: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                rt.spawn(async move {
+                    let mut polls = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        maniac::task::yield_now().await;
+                        polls += 1;
+                    }
+                    polls
+                })
+            })
+            .collect();
+        // Long enough for the monitor's back-off to reach its calm sleep (2.5 ms doubling up to
+        // 80 ms: 155 ms), twice over.
+        std::thread::sleep(Duration::from_millis(320));
+        let before = preemptions(&rt);
+        assert_eq!(before, 0, "short polls were preempted ({})", figures(&rt));
+        let (started_tx, started_rx) = mpsc::channel();
+        let hog = rt.spawn({
+            let stop = stop.clone();
+            async move {
+                started_tx.send(Instant::now()).unwrap();
+                hog_until(7, &stop)
+            }
+        });
+        let started = started_rx
+            .recv_timeout(TIMEOUT)
+            .expect("the hog did not start");
+        let deadline = started + TIMEOUT;
+        let first_preemption = loop {
+            if preemptions(&rt) > before {
+                break Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the hog was not preempted within {TIMEOUT:?} ({})",
+                figures(&rt)
+            );
+            std::thread::sleep(Duration::from_micros(100));
+        };
+        stop.store(true, Ordering::Relaxed);
+        join_within(hog, TIMEOUT)
+            .expect("the hog did not stop")
+            .expect("the hog failed");
+        for yielder in yielders {
+            let polls = join_within(yielder, TIMEOUT)
+                .expect("a yielder did not stop")
+                .expect("a yielder failed");
+            assert!(polls > 0);
+        }
+        let took = first_preemption - started;
+        println!(
+            "{test}: first preemption {took:?} after the hog began; {}",
+            figures(&rt)
+        );
+        assert!(
+            took <= quantum * 4,
+            "the hog that began in a calm period was first preempted {took:?} after it began, \
+             over four quanta ({quantum:?} each): nobody spotted it ({})",
+            figures(&rt)
         );
     });
 }

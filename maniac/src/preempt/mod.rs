@@ -7,8 +7,9 @@
 //!    stores: no system call, and a clock read only in the few polls after a preemption, which
 //!    note when they began; `slot`). A monitor thread per runtime looks at
 //!    a slot when the poll it times there reaches its quantum, and otherwise up to four times a
-//!    quantum (backing off to once a quantum while every poll it sees is short), sleeps while
-//!    every worker is parked, and sends the worker's
+//!    quantum (backing off to once every eight quanta while every poll it sees is short; the
+//!    workers then spot long polls for it), sleeps while every worker is parked, and sends the
+//!    worker's
 //!    thread a signal only when the *same* poll has been running for at least the quantum
 //!    (`monitor`). Requests coalesce: one pending signal per worker at most. While polls
 //!    overrun, the monitor runs at real-time priority where it may, so that its looks are not
@@ -232,6 +233,10 @@ pub(crate) struct PreemptionConfig {
     pub(crate) realtime_monitor: bool,
 }
 
+/// A spotting worker's memory of the other workers' polls (`monitor` rule 7): for each, the
+/// poll it saw running and when it first saw it.
+pub(crate) type Sightings = Vec<Option<(u64, Instant)>>;
+
 /// A runtime's preemption machinery: the workers' slots and the monitor.
 #[derive(Debug)]
 pub(crate) struct Preemption {
@@ -322,6 +327,15 @@ impl Preemption {
             let _ = index;
             WorkerAttachment {}
         }
+    }
+
+    /// Worker `index`, at its maintenance, spots long polls on the others for a calm monitor
+    /// (`monitor` rule 7).
+    pub(crate) fn spot(&self, index: usize, seen: &mut Sightings) {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.monitor.shared.spot(index, seen);
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        let _ = (index, seen);
     }
 
     /// A worker leaves its parked state (the monitor may be asleep; `monitor` rule 3).

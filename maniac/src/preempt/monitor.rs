@@ -6,9 +6,12 @@
 //!    timer slack at its minimum. The hot path therefore pays two plain stores per poll and no
 //!    system call; it reads the clock only in the few polls after a preemption.
 //!    Between looks it sleeps a quarter of the quantum (at least 25 µs) while some poll has
-//!    been running since the previous look; while none has (every poll is
-//!    short, as in a busy server), it backs off, doubling the sleep up to one quantum: on a
-//!    machine whose cores are all busy, each look costs a context switch of somebody's.
+//!    been running since the previous look; while none has (every poll is short, as in a busy
+//!    server), it backs off, doubling the sleep up to [`CALM_QUANTA`] quanta, and from a sleep
+//!    of one quantum on it is *calm* (rule 7). Each look costs a context switch, and on our
+//!    machines a thread that merely wakes a thousand times a second slows latency-bound work on
+//!    the other threads by about a tenth, tokio's as much as maniac's (BENCHMARKS.md,
+//!    "Preemption": the foundation suite's `chained_spawn`).
 //! 2. A worker whose *same* poll has run for at least the quantum gets a request: the pending
 //!    flag, then `pthread_kill`. A poll runs since the monitor first saw it, or, for the few
 //!    polls right after a preemption on its worker, since it noted its start (`slot` module
@@ -25,9 +28,9 @@
 //!    workers that are not in a poll it is timing. So a poll is preempted after one quantum (up
 //!    to a period more if it was first seen at a periodic look, up to an eighth of a quantum
 //!    more for the alignment), plus the monitor's and the signal's own lateness; up to two
-//!    quanta when it starts unseen and not soon after a preemption (the monitor backed off, or
-//!    every worker was timed when it began). Requests coalesce: no second signal while one is
-//!    pending.
+//!    quanta when it starts unseen and not soon after a preemption (the monitor backing off, or
+//!    every worker timed when it began); when the monitor is calm, rule 7. Requests coalesce: no
+//!    second signal while one is pending.
 //! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
@@ -45,13 +48,26 @@
 //!    every request for it was deferred all that time, which is what a worker blocked for good on
 //!    a lock one of those polls holds looks like (the `preempt` module doc's first hazard). A
 //!    hang then says what to look for.
+//! 7. A calm monitor does not time a poll it sees for the first time (no look is due for it): a
+//!    poll still running at its next look has run at least the calm sleep, over a quantum, and
+//!    is asked for at once. So a hog that starts in a calm period is first preempted within two
+//!    calm sleeps (up to 2 × [`CALM_QUANTA`] quanta; Go's sysmon, backed off, takes up to 20 ms)
+//!    unless another worker spots it first: while the monitor is calm, each worker looks at the
+//!    others' poll states at its maintenance (every 61 polls, [`MonitorShared::spot`]), and a
+//!    poll it sees running at two of its looks [`spot_after`] apart it records in that slot (when
+//!    it first saw it) and wakes the monitor, which times it from then. A hog beside workers that
+//!    run short polls, the case of a busy server, is thus preempted about a quantum after it
+//!    began, as in rule 2, however calm the monitor was; only a hog whose runtime has no other
+//!    worker in polls (one worker, or the others parked) waits for the calm looks. After every
+//!    worker was parked the monitor stays as calm as it was: workers that unpark say nothing
+//!    about polls getting long.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::PreemptionConfig;
+use super::{PreemptionConfig, Sightings};
 
 use super::slot::WorkerSlot;
 
@@ -91,6 +107,18 @@ struct Watches {
     delay: Duration,
 }
 
+/// The longest sleep between looks, in quanta, of a monitor that sees only short polls
+/// (rules 1 and 7). Eight: the suite's `chained_spawn`, on 2 cores, is 1.12 times slower with
+/// looks once a quantum than without a monitor, 1.03–1.09 with looks every four quanta, and
+/// 0.97–1.02 with looks every eight (BENCHMARKS.md).
+const CALM_QUANTA: u32 = 8;
+
+/// How long another worker must have seen a poll running before it wakes a calm monitor for it
+/// (rule 7): half a quantum leaves the monitor the other half to wake and time it.
+fn spot_after(quantum: Duration) -> Duration {
+    quantum / 2
+}
+
 /// The first guess of [`Watches::delay`]: a signal to a busy thread on our machines.
 const INITIAL_DELAY: Duration = Duration::from_micros(20);
 
@@ -112,6 +140,10 @@ pub(crate) struct MonitorShared {
     timer_ticks: (Instant, Duration),
     pub(crate) signal: libc::c_int,
     sleeping: AtomicBool,
+    /// Whether the monitor is calm: workers spot for it (rule 7).
+    calm: AtomicBool,
+    /// Whether a worker spotted a poll since the monitor last went to sleep (rule 7).
+    spotted: AtomicBool,
     /// Whether rule 4's priority is permitted (and asked for).
     realtime_permitted: AtomicBool,
     /// Whether rule 6 has reported a worker.
@@ -139,6 +171,8 @@ impl Monitor {
             quantum: config.quantum,
             signal: config.signal,
             sleeping: AtomicBool::new(false),
+            calm: AtomicBool::new(false),
+            spotted: AtomicBool::new(false),
             realtime_permitted: AtomicBool::new(false),
             reported_stuck: AtomicBool::new(false),
             stop: Mutex::new(false),
@@ -233,14 +267,17 @@ impl MonitorShared {
         };
         // Rule 4: since when no request was sent, while at real-time priority.
         let mut realtime: Option<Instant> = None;
+        let longest_sleep = self.quantum.max(period) * CALM_QUANTA;
         while !self.stopped() {
             let now = Instant::now();
+            let calm = sleep >= self.quantum;
+            self.calm.store(calm, Ordering::Relaxed);
             let mut any_long = false;
             let mut requested = false;
             let mut all_timed = true;
             let mut next_due: Option<Instant> = None;
             for index in 0..self.slots.len() {
-                let look = self.look(index, &mut watches, now, period);
+                let look = self.look(index, &mut watches, now, period, calm);
                 any_long |= look.long;
                 requested |= look.requested;
                 all_timed &= look.due.is_some();
@@ -255,20 +292,19 @@ impl MonitorShared {
                 }
                 self.sleep_while_all_parked();
                 watches.workers.fill(Watch::default());
-                sleep = period;
             } else {
                 // Rule 1's back-off.
                 sleep = if any_long {
                     period
                 } else {
-                    (sleep * 2).min(self.quantum.max(period))
+                    (sleep * 2).min(longest_sleep)
                 };
                 // Rule 2's timing: awake when a worker's look is due, not at the next periodic
                 // look after it (which would add up to a period, plus each sleep's lateness);
                 // no periodic look while every worker is in a poll being timed.
                 let periodic = (!all_timed).then_some(now + sleep);
                 let wake = earliest(next_due, periodic).unwrap_or(now + sleep);
-                thread::sleep(wake.saturating_duration_since(Instant::now()));
+                self.sleep_until(wake);
             }
         }
     }
@@ -295,8 +331,15 @@ impl MonitorShared {
         }
     }
 
-    /// Rule 2 for worker `index`, at `now`.
-    fn look(&self, index: usize, watches: &mut Watches, now: Instant, period: Duration) -> Look {
+    /// Rules 2 and 7 for worker `index`, at `now`.
+    fn look(
+        &self,
+        index: usize,
+        watches: &mut Watches,
+        now: Instant,
+        period: Duration,
+        calm: bool,
+    ) -> Look {
         let slot = &self.slots[index];
         let watch = &mut watches.workers[index];
         let Some(poll) = slot.running_poll() else {
@@ -306,8 +349,9 @@ impl MonitorShared {
         let (since, long) = match watch.poll {
             Some((same, since)) if same == poll => (since, true),
             _ => {
-                // A poll soon after a preemption noted when it began (`slot` module doc); any
-                // other began at some time since the previous look, taken to be now.
+                // A poll soon after a preemption noted when it began (`slot` module doc), one
+                // another worker spotted runs since it was seen (rule 7); any other began at
+                // some time since the previous look, taken to be now.
                 let start = slot.poll_start(poll);
                 if let Some((asked_for, requested_at)) = watch.requested.take() {
                     if slot.follows_preemption() == asked_for.wrapping_add(1) {
@@ -321,7 +365,15 @@ impl MonitorShared {
                     }
                     watch.requests = 0;
                 }
-                let since = start.map_or(now, |(began, _)| began);
+                let known = start
+                    .map(|(began, _)| began)
+                    .or_else(|| slot.spotted_since(poll));
+                if calm && known.is_none() {
+                    // Rule 7: timed from now, but no look is due for it.
+                    watch.poll = Some((poll, now));
+                    return Look::default();
+                }
+                let since = known.unwrap_or(now);
                 watch.poll = Some((poll, since));
                 (since, false)
             }
@@ -398,6 +450,50 @@ impl MonitorShared {
         }
     }
 
+    /// Rule 1's sleep: until `wake`, or until a worker spots a poll (rule 7).
+    fn sleep_until(&self, wake: Instant) {
+        let stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the lock: a spot after this swap notifies once the wait below has begun.
+        if *stop || self.spotted.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let timeout = wake.saturating_duration_since(Instant::now());
+        drop(self.wake.wait_timeout(stop, timeout));
+    }
+
+    /// Rule 7, on worker `spotter`'s side, at its maintenance: looks at the other workers' polls
+    /// while the monitor is calm. `seen` is the spotter's memory of each worker's poll: which one
+    /// it saw and when it first did.
+    pub(crate) fn spot(&self, spotter: usize, seen: &mut Sightings) {
+        if !self.calm.load(Ordering::Relaxed) {
+            return;
+        }
+        self.spot_at(spotter, seen, Instant::now());
+    }
+
+    fn spot_at(&self, spotter: usize, seen: &mut Sightings, now: Instant) {
+        seen.resize(self.slots.len(), None);
+        let mut news = false;
+        for (index, (slot, seen)) in self.slots.iter().zip(seen.iter_mut()).enumerate() {
+            if index == spotter {
+                continue;
+            }
+            match (slot.running_poll(), *seen) {
+                (Some(poll), Some((same, since))) if same == poll => {
+                    if now.saturating_duration_since(since) >= spot_after(self.quantum) {
+                        news |= slot.spot(poll, since);
+                    }
+                }
+                (running, _) => *seen = running.map(|poll| (poll, now)),
+            }
+        }
+        if news {
+            self.spotted.store(true, Ordering::Relaxed);
+            let _lock = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake.notify_one();
+        }
+    }
+
     /// Rule 3, on the monitor's side.
     fn sleep_while_all_parked(&self) {
         let mut stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
@@ -425,6 +521,8 @@ mod tests {
             timer_ticks: (origin, TICK),
             signal: libc::SIGURG,
             sleeping: AtomicBool::new(false),
+            calm: AtomicBool::new(false),
+            spotted: AtomicBool::new(false),
             realtime_permitted: AtomicBool::new(false),
             reported_stuck: AtomicBool::new(false),
             stop: Mutex::new(false),
@@ -492,7 +590,7 @@ mod tests {
         preempt_one_poll(&shared.slots[0]);
         // First seen a quantum after it began: requested at this very look.
         let later = Instant::now() + QUANTUM;
-        let look = shared.look(0, &mut watches, later, QUANTUM / 4);
+        let look = shared.look(0, &mut watches, later, QUANTUM / 4, false);
         assert!(look.requested, "{look:?}");
     }
 
@@ -502,11 +600,11 @@ mod tests {
         let mut watches = watches(1);
         shared.slots[0].begin_poll();
         let now = Instant::now();
-        let look = shared.look(0, &mut watches, now, QUANTUM / 4);
+        let look = shared.look(0, &mut watches, now, QUANTUM / 4, false);
         assert!(!look.requested && !look.long, "{look:?}");
         let due = look.due.unwrap();
         assert!(due >= now + QUANTUM && due <= now + QUANTUM + QUANTUM / 8);
-        let look = shared.look(0, &mut watches, due, QUANTUM / 4);
+        let look = shared.look(0, &mut watches, due, QUANTUM / 4, false);
         assert!(look.requested && look.long, "{look:?}");
     }
 
@@ -523,9 +621,9 @@ mod tests {
         std::thread::sleep(QUANTUM * 2);
         let short = next_poll(slot);
         let (began, _) = slot.poll_start(short).unwrap();
-        let look = shared.look(0, &mut watches, began + QUANTUM / 2, QUANTUM / 4);
+        let look = shared.look(0, &mut watches, began + QUANTUM / 2, QUANTUM / 4, false);
         assert!(!look.requested, "{look:?}");
-        let look = shared.look(0, &mut watches, began + QUANTUM, QUANTUM / 4);
+        let look = shared.look(0, &mut watches, began + QUANTUM, QUANTUM / 4, false);
         assert!(look.requested, "{look:?}");
     }
 
@@ -540,17 +638,17 @@ mod tests {
         let mut watches = watches(1);
         slot.begin_poll();
         let seen = Instant::now();
-        shared.look(0, &mut watches, seen, period);
-        let first = shared.look(0, &mut watches, seen + QUANTUM, period);
+        shared.look(0, &mut watches, seen, period, false);
+        let first = shared.look(0, &mut watches, seen + QUANTUM, period, false);
         assert!(first.requested);
         assert!(first.due.unwrap() >= seen + QUANTUM * 2, "{first:?}");
         // The request was taken (and deferred): the same poll still runs.
-        let again = shared.look(0, &mut watches, seen + QUANTUM * 2, period);
+        let again = shared.look(0, &mut watches, seen + QUANTUM * 2, period, false);
         assert!(again.requested);
         assert_eq!(again.due, Some(seen + QUANTUM * 2 + period));
         // Preempted at last: the next slice still repeats its requests a period apart.
         preempt_running(slot);
-        let next = shared.look(0, &mut watches, Instant::now() + QUANTUM * 2, period);
+        let next = shared.look(0, &mut watches, Instant::now() + QUANTUM * 2, period, false);
         assert!(next.requested);
         assert!(next.due.unwrap() <= Instant::now() + QUANTUM * 2 + period);
     }
@@ -566,25 +664,25 @@ mod tests {
         watches.workers[0].deferring = true;
         slot.begin_poll();
         let seen = Instant::now();
-        shared.look(0, &mut watches, seen, period);
+        shared.look(0, &mut watches, seen, period, false);
         assert!(
             shared
-                .look(0, &mut watches, seen + QUANTUM, period)
+                .look(0, &mut watches, seen + QUANTUM, period, false)
                 .requested
         );
         preempt_running(slot);
         slot.end_poll();
         assert!(
             shared
-                .look(0, &mut watches, Instant::now(), period)
+                .look(0, &mut watches, Instant::now(), period, false)
                 .due
                 .is_none()
         );
         slot.begin_poll();
         let resumed = Instant::now();
-        shared.look(0, &mut watches, resumed, period);
+        shared.look(0, &mut watches, resumed, period, false);
         assert!(!watches.workers[0].deferring, "{:?}", watches.workers[0]);
-        let next = shared.look(0, &mut watches, resumed + QUANTUM * 2, period);
+        let next = shared.look(0, &mut watches, resumed + QUANTUM * 2, period, false);
         assert!(next.requested);
         assert!(next.due.unwrap() >= resumed + QUANTUM * 3, "{next:?}");
     }
@@ -607,5 +705,89 @@ mod tests {
             shared.after_timer_tick(origin + far - Duration::from_micros(10)),
             origin + far
         );
+    }
+
+    /// Rule 7: a calm monitor gives a poll it sees for the first time no due look, and asks for
+    /// one it finds again at its next look at once.
+    #[test]
+    fn a_calm_monitor_asks_for_a_poll_it_finds_at_two_looks() {
+        let shared = monitor(1, QUANTUM, Instant::now());
+        let mut watches = watches(1);
+        let period = QUANTUM / 4;
+        shared.slots[0].begin_poll();
+        let now = Instant::now();
+        let first = shared.look(0, &mut watches, now, period, true);
+        assert!(first.due.is_none() && !first.requested, "{first:?}");
+        let calm_sleep = QUANTUM * CALM_QUANTA;
+        let second = shared.look(0, &mut watches, now + calm_sleep, period, true);
+        assert!(second.long && second.requested, "{second:?}");
+        // A poll that began after the first look is new at the second: not yet asked for.
+        let next = next_poll(&shared.slots[0]);
+        let third = shared.look(0, &mut watches, now + calm_sleep * 2, period, true);
+        assert!(
+            !third.long && !third.requested && third.due.is_none(),
+            "{third:?}"
+        );
+        assert_eq!(shared.slots[0].running_poll(), Some(next));
+    }
+
+    /// Rule 7: a poll another worker spotted is timed from when that worker first saw it, calm
+    /// or not.
+    #[test]
+    fn a_spotted_poll_runs_since_it_was_first_seen() {
+        let shared = monitor(1, QUANTUM, Instant::now());
+        let slot = &shared.slots[0];
+        let mut watches = watches(1);
+        let period = QUANTUM / 4;
+        slot.begin_poll();
+        let poll = slot.running_poll().unwrap();
+        let seen = Instant::now();
+        assert!(slot.spot(poll, seen));
+        assert!(
+            !slot.spot(poll, seen + QUANTUM),
+            "a second spot of one poll is no news"
+        );
+        assert_eq!(slot.spotted_since(poll), Some(seen));
+        let look = shared.look(0, &mut watches, seen + QUANTUM / 2, period, true);
+        let due = look.due.expect("a spotted poll has a due look");
+        assert!(
+            due >= seen + QUANTUM && due <= seen + QUANTUM + QUANTUM / 8,
+            "{look:?}"
+        );
+        assert!(
+            shared
+                .look(0, &mut watches, seen + QUANTUM, period, true)
+                .requested
+        );
+        let other = next_poll(slot);
+        assert!(slot.spotted_since(other).is_none());
+    }
+
+    /// Rule 7, the spotter's side: a poll it has seen running for half a quantum is recorded
+    /// and wakes the monitor, a shorter one is not, and nothing is spotted for a monitor that
+    /// is not calm.
+    #[test]
+    fn workers_spot_polls_running_half_a_quantum_for_a_calm_monitor() {
+        let shared = monitor(3, QUANTUM, Instant::now());
+        let mut seen = Sightings::new();
+        shared.slots[1].begin_poll();
+        shared.slots[2].begin_poll();
+        let (long, short) = (
+            shared.slots[1].running_poll().unwrap(),
+            shared.slots[2].running_poll().unwrap(),
+        );
+        let t0 = Instant::now();
+        shared.spot_at(0, &mut seen, t0);
+        assert_eq!(seen, vec![None, Some((long, t0)), Some((short, t0))]);
+        let short = next_poll(&shared.slots[2]);
+        shared.spot_at(0, &mut seen, t0 + QUANTUM / 2);
+        assert_eq!(shared.slots[1].spotted_since(long), Some(t0));
+        assert!(shared.slots[2].spotted_since(short).is_none());
+        assert!(shared.spotted.load(Ordering::Relaxed));
+        // A monitor that is not calm gets nothing.
+        shared.spotted.store(false, Ordering::Relaxed);
+        let mut seen = Sightings::new();
+        shared.spot(0, &mut seen);
+        assert!(seen.is_empty() && !shared.spotted.load(Ordering::Relaxed));
     }
 }

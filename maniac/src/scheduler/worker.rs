@@ -48,7 +48,7 @@ use super::{
 };
 use crate::coroutine::stack::StackPool;
 use crate::coroutine::{self, Exit, Generator, Header, Kind, Resume, Suspend};
-use crate::preempt::{NoPreemptGuard, WorkerSlot};
+use crate::preempt::{NoPreemptGuard, Sightings, WorkerSlot};
 use crate::runtime::context::{self, TaskRef};
 use crate::task::{Runnable, TaskKind};
 
@@ -98,6 +98,8 @@ pub(crate) struct Core {
     until_deferred_flush: u32,
     /// Polls left before the next look at the drivers (as above).
     until_maintenance: u32,
+    /// What this worker saw of the others' polls when it last spotted for the monitor.
+    sightings: Sightings,
     /// Whether this worker is counted in the idle protocol's `num_searching`.
     is_searching: bool,
     /// Whether a wake-up on this thread may use the LIFO slot (off while a current-thread
@@ -119,6 +121,7 @@ impl Core {
             turn_put_off: false,
             until_deferred_flush: DEFERRED_INTERVAL,
             until_maintenance: MAINTENANCE_INTERVAL,
+            sightings: Sightings::new(),
             is_searching: false,
             lifo_enabled: true,
             rng: FastRand::new(index as u64),
@@ -456,6 +459,11 @@ impl WorkerContext {
                 || self.slot().is_some_and(WorkerSlot::take_preempted);
             if maintenance_due {
                 self.shared.maintain();
+                if let Some(preemption) = &self.shared.preemption {
+                    let mut core = self.core();
+                    let core = &mut **core;
+                    preemption.spot(core.index, &mut core.sightings);
+                }
             }
             match self.find_work() {
                 Some(Work::Task(task)) => {
