@@ -338,7 +338,9 @@ fn a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker() {
         let rt = runtime(2, quantum);
         let stop = Arc::new(AtomicBool::new(false));
         let _stop = StopOnDrop(stop.clone());
-        let yielders: Vec<_> = (0..2)
+        // Many, so that both workers always have some: a worker that takes the hog keeps its
+        // own yielded tasks (not stealable) until the hog is preempted.
+        let yielders: Vec<_> = (0..16)
             .map(|_| {
                 let stop = stop.clone();
                 rt.spawn(async move {
@@ -354,8 +356,9 @@ fn a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker() {
         // Long enough for the monitor's back-off to reach its calm sleep (2.5 ms doubling up to
         // 80 ms: 155 ms), twice over.
         std::thread::sleep(Duration::from_millis(320));
+        // (Not necessarily 0: a yielder's worker the OS takes off the CPU mid-poll for a quantum
+        // is preempted too.)
         let before = preemptions(&rt);
-        assert_eq!(before, 0, "short polls were preempted ({})", figures(&rt));
         let (started_tx, started_rx) = mpsc::channel();
         let hog = rt.spawn({
             let stop = stop.clone();

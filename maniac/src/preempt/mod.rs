@@ -233,9 +233,13 @@ pub(crate) struct PreemptionConfig {
     pub(crate) realtime_monitor: bool,
 }
 
-/// A spotting worker's memory of the other workers' polls (`monitor` rule 7): for each, the
-/// poll it saw running and when it first saw it.
-pub(crate) type Sightings = Vec<Option<(u64, Instant)>>;
+/// A spotting worker's memory (`monitor` rule 7): the worker it looks at next, and for each
+/// worker the poll it last saw running there and when it first saw it.
+#[derive(Debug, Default)]
+pub(crate) struct Sightings {
+    next: usize,
+    seen: Vec<Option<(u64, Instant)>>,
+}
 
 /// A runtime's preemption machinery: the workers' slots and the monitor.
 #[derive(Debug)]

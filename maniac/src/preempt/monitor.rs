@@ -49,18 +49,23 @@
 //!    a lock one of those polls holds looks like (the `preempt` module doc's first hazard). A
 //!    hang then says what to look for.
 //! 7. A calm monitor does not time a poll it sees for the first time (no look is due for it): a
-//!    poll still running at its next look has run at least the calm sleep, over a quantum, and
-//!    is asked for at once. So a hog that starts in a calm period is first preempted within two
-//!    calm sleeps (up to 2 × [`CALM_QUANTA`] quanta; Go's sysmon, backed off, takes up to 20 ms)
-//!    unless another worker spots it first: while the monitor is calm, each worker looks at the
-//!    others' poll states at its maintenance (every 61 polls, [`MonitorShared::spot`]), and a
-//!    poll it sees running at two of its looks [`spot_after`] apart it records in that slot (when
-//!    it first saw it) and wakes the monitor, which times it from then. A hog beside workers that
-//!    run short polls, the case of a busy server, is thus preempted about a quantum after it
-//!    began, as in rule 2, however calm the monitor was; only a hog whose runtime has no other
-//!    worker in polls (one worker, or the others parked) waits for the calm looks. After every
-//!    worker was parked the monitor stays as calm as it was: workers that unpark say nothing
-//!    about polls getting long.
+//!    poll still running at its next look is timed from the look that first saw it, and after a
+//!    calm sleep, longer than a quantum, it is asked for at once. So a hog that starts in a calm
+//!    period is first preempted within two calm sleeps (up to 2 × [`CALM_QUANTA`] quanta; Go's
+//!    sysmon, backed off, takes up to 20 ms), unless another worker spots it first: while the
+//!    monitor is calm, each worker looks at one other worker's poll state at each of its
+//!    maintenances (every 61 polls; the others in turn, so that a look pulls one line another
+//!    core writes, not all of them: [`MonitorShared::spot`]). A poll it sees running at two of
+//!    its looks [`spot_after`] apart, and that the monitor cannot already time from a noted
+//!    start, it records in that slot (since when it saw it) and wakes the monitor, which times it
+//!    from then. A hog beside a worker that runs short polls, the case of a busy server, is thus
+//!    preempted a quantum after that worker first saw it: within the quantum and two of the
+//!    spotter's maintenance intervals after it began (about a quantum beside polls of a few
+//!    microseconds; beside 50 µs polls, whose maintenances come every 3 ms, up to 7 ms), never
+//!    later than the calm looks. A hog with no worker in short polls beside it (one worker; the
+//!    others parked, or hogs themselves) waits for the calm looks. A request ends the calm at
+//!    once. After every worker was parked the monitor stays as calm as it was: workers that
+//!    unpark say nothing about polls getting long.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -114,9 +119,10 @@ struct Watches {
 const CALM_QUANTA: u32 = 8;
 
 /// How long another worker must have seen a poll running before it wakes a calm monitor for it
-/// (rule 7): half a quantum leaves the monitor the other half to wake and time it.
+/// (rule 7): three quarters of a quantum leave the monitor the last quarter to wake and time
+/// it, and spare it a wake-up for each poll of half a quantum.
 fn spot_after(quantum: Duration) -> Duration {
-    quantum / 2
+    quantum * 3 / 4
 }
 
 /// The first guess of [`Watches::delay`]: a signal to a busy thread on our machines.
@@ -268,10 +274,10 @@ impl MonitorShared {
         // Rule 4: since when no request was sent, while at real-time priority.
         let mut realtime: Option<Instant> = None;
         let longest_sleep = self.quantum.max(period) * CALM_QUANTA;
+        // Rule 7: whether the next look is calm (and the workers spot for it meanwhile).
+        let mut calm = false;
         while !self.stopped() {
             let now = Instant::now();
-            let calm = sleep >= self.quantum;
-            self.calm.store(calm, Ordering::Relaxed);
             let mut any_long = false;
             let mut requested = false;
             let mut all_timed = true;
@@ -293,12 +299,16 @@ impl MonitorShared {
                 self.sleep_while_all_parked();
                 watches.workers.fill(Watch::default());
             } else {
-                // Rule 1's back-off.
-                sleep = if any_long {
+                // Rule 1's back-off; rule 7's calm, which a request ends.
+                sleep = if any_long || requested {
                     period
                 } else {
                     (sleep * 2).min(longest_sleep)
                 };
+                if calm != (sleep >= self.quantum) {
+                    calm = !calm;
+                    self.calm.store(calm, Ordering::Relaxed);
+                }
                 // Rule 2's timing: awake when a worker's look is due, not at the next periodic
                 // look after it (which would add up to a period, plus each sleep's lateness);
                 // no periodic look while every worker is in a poll being timed.
@@ -461,36 +471,52 @@ impl MonitorShared {
         drop(self.wake.wait_timeout(stop, timeout));
     }
 
-    /// Rule 7, on worker `spotter`'s side, at its maintenance: looks at the other workers' polls
-    /// while the monitor is calm. `seen` is the spotter's memory of each worker's poll: which one
-    /// it saw and when it first did.
-    pub(crate) fn spot(&self, spotter: usize, seen: &mut Sightings) {
-        if !self.calm.load(Ordering::Relaxed) {
-            return;
+    /// Rule 7, on worker `spotter`'s side, at its maintenance: looks at the next other worker's
+    /// poll while the monitor is calm.
+    pub(crate) fn spot(&self, spotter: usize, sightings: &mut Sightings) {
+        if self.calm.load(Ordering::Relaxed) {
+            self.spot_with_clock(spotter, sightings, Instant::now);
         }
-        self.spot_at(spotter, seen, Instant::now());
     }
 
-    fn spot_at(&self, spotter: usize, seen: &mut Sightings, now: Instant) {
-        seen.resize(self.slots.len(), None);
-        let mut news = false;
-        for (index, (slot, seen)) in self.slots.iter().zip(seen.iter_mut()).enumerate() {
-            if index == spotter {
-                continue;
-            }
-            match (slot.running_poll(), *seen) {
-                (Some(poll), Some((same, since))) if same == poll => {
-                    if now.saturating_duration_since(since) >= spot_after(self.quantum) {
-                        news |= slot.spot(poll, since);
-                    }
-                }
-                (running, _) => *seen = running.map(|poll| (poll, now)),
-            }
+    /// [`spot`](Self::spot), reading the time from `clock`.
+    fn spot_with_clock(
+        &self,
+        spotter: usize,
+        sightings: &mut Sightings,
+        clock: impl FnOnce() -> Instant,
+    ) {
+        let workers = self.slots.len();
+        if workers < 2 {
+            return;
         }
-        if news {
-            self.spotted.store(true, Ordering::Relaxed);
-            let _lock = self.stop.lock().unwrap_or_else(|e| e.into_inner());
-            self.wake.notify_one();
+        sightings.seen.resize(workers, None);
+        let mut target = sightings.next % workers;
+        if target == spotter {
+            target = (target + 1) % workers;
+        }
+        sightings.next = target + 1;
+        let slot = &self.slots[target];
+        let seen = &mut sightings.seen[target];
+        let Some(poll) = slot.running_poll() else {
+            *seen = None;
+            return;
+        };
+        // The clock after the poll state: the poll began before this time, so a poll first seen
+        // now is not taken to have run longer than it has.
+        let now = clock();
+        match *seen {
+            Some((same, since)) if same == poll => {
+                let news = now.saturating_duration_since(since) >= spot_after(self.quantum)
+                    && slot.poll_start(poll).is_none()
+                    && slot.spot(poll, since);
+                if news {
+                    self.spotted.store(true, Ordering::Relaxed);
+                    let _lock = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+                    self.wake.notify_one();
+                }
+            }
+            _ => *seen = Some((poll, now)),
         }
     }
 
@@ -763,31 +789,80 @@ mod tests {
         assert!(slot.spotted_since(other).is_none());
     }
 
-    /// Rule 7, the spotter's side: a poll it has seen running for half a quantum is recorded
-    /// and wakes the monitor, a shorter one is not, and nothing is spotted for a monitor that
-    /// is not calm.
+    /// Rule 7, the spotter's side: it looks at the other workers in turn; a poll it has seen
+    /// running for three quarters of a quantum is recorded and wakes the monitor, a shorter one
+    /// or one with a noted start is not, and nothing is spotted for a monitor that is not calm.
     #[test]
-    fn workers_spot_polls_running_half_a_quantum_for_a_calm_monitor() {
+    fn workers_spot_long_polls_in_turn_for_a_calm_monitor() {
         let shared = monitor(3, QUANTUM, Instant::now());
-        let mut seen = Sightings::new();
+        let mut sightings = Sightings::default();
+        let t0 = Instant::now();
+        let spot_at = |sightings: &mut Sightings, at: Instant| {
+            shared.spot_with_clock(0, sightings, || at);
+        };
         shared.slots[1].begin_poll();
-        shared.slots[2].begin_poll();
-        let (long, short) = (
+        preempt_one_poll(&shared.slots[2]);
+        let (long, noted) = (
             shared.slots[1].running_poll().unwrap(),
             shared.slots[2].running_poll().unwrap(),
         );
-        let t0 = Instant::now();
-        shared.spot_at(0, &mut seen, t0);
-        assert_eq!(seen, vec![None, Some((long, t0)), Some((short, t0))]);
-        let short = next_poll(&shared.slots[2]);
-        shared.spot_at(0, &mut seen, t0 + QUANTUM / 2);
+        spot_at(&mut sightings, t0);
+        spot_at(&mut sightings, t0);
+        assert_eq!(
+            sightings.seen,
+            vec![None, Some((long, t0)), Some((noted, t0))]
+        );
+        let late = t0 + spot_after(QUANTUM);
+        spot_at(&mut sightings, late - Duration::from_micros(1));
+        assert!(
+            shared.slots[1].spotted_since(long).is_none(),
+            "spotted too soon"
+        );
+        spot_at(&mut sightings, late);
+        assert!(
+            shared.slots[2].spotted_since(noted).is_none(),
+            "the monitor times this one from its noted start"
+        );
+        assert!(!shared.spotted.load(Ordering::Relaxed));
+        spot_at(&mut sightings, late);
         assert_eq!(shared.slots[1].spotted_since(long), Some(t0));
-        assert!(shared.slots[2].spotted_since(short).is_none());
         assert!(shared.spotted.load(Ordering::Relaxed));
         // A monitor that is not calm gets nothing.
         shared.spotted.store(false, Ordering::Relaxed);
-        let mut seen = Sightings::new();
-        shared.spot(0, &mut seen);
-        assert!(seen.is_empty() && !shared.spotted.load(Ordering::Relaxed));
+        let mut sightings = Sightings::default();
+        shared.spot(0, &mut sightings);
+        assert!(sightings.seen.is_empty() && !shared.spotted.load(Ordering::Relaxed));
+    }
+
+    /// Rule 7: a spot wakes the monitor from its sleep, and one made while it was awake keeps it
+    /// from going to sleep.
+    #[test]
+    fn a_spot_wakes_the_sleeping_monitor() {
+        let shared = Arc::new(monitor(2, QUANTUM, Instant::now()));
+        shared.slots[1].begin_poll();
+        let t0 = Instant::now();
+        let mut sightings = Sightings::default();
+        shared.spot_with_clock(0, &mut sightings, || t0);
+        let sleeper = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let began = Instant::now();
+                shared.sleep_until(began + Duration::from_secs(30));
+                began.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        shared.spot_with_clock(0, &mut sightings, || t0 + QUANTUM);
+        let slept = sleeper.join().unwrap();
+        assert!(
+            slept < Duration::from_secs(10),
+            "the spot did not wake it: {slept:?}"
+        );
+        // The flag is still set when no sleep took it.
+        shared.spotted.store(true, Ordering::Relaxed);
+        let began = Instant::now();
+        shared.sleep_until(began + Duration::from_secs(30));
+        assert!(began.elapsed() < Duration::from_secs(10));
+        assert!(!shared.spotted.load(Ordering::Relaxed));
     }
 }

@@ -36,12 +36,12 @@
 //! not read atomically: a monitor that reads the number of one poll and the time of the next
 //! times a poll that has already ended, a little late, and its next look replaces that record.
 //!
-//! ## `spotted_poll` and `spotted_since`
+//! ## `spotted`
 //! Written by *other* workers for a calm monitor (`monitor` rule 7): the poll one of them saw
-//! running at two of its looks, and since when it saw it. The monitor times that poll from then
-//! instead of from its own first look. The pair is not read atomically either, with the same
-//! consequence as above; and more than one worker may write it: each wrote a time at which that
-//! poll was running, so whichever pair the monitor reads is one it may time from.
+//! running at two of its looks, and since when it saw it; the monitor times that poll from then
+//! instead of from its own first look. Several workers may spot one slot, so the pair is kept
+//! under a lock (spots are rare): a pair read in halves could give one poll another's time, and
+//! the monitor would then ask for it before its quantum is up.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -131,11 +131,9 @@ pub(crate) struct WorkerSlot {
     deferred: [AtomicU64; DeferReason::ALL.len()],
     /// The longest poll the monitor has seen, in nanoseconds.
     longest_poll_ns: AtomicU64,
-    /// The last poll another worker spotted for the monitor, written after `spotted_since`
+    /// The last poll another worker spotted for the monitor, and since when it was seen running
     /// (module doc).
-    spotted_poll: AtomicU64,
-    /// Since when it was seen running, in nanoseconds since `epoch`.
-    spotted_since: AtomicU64,
+    spotted: Mutex<Option<(u64, Instant)>>,
 }
 
 impl WorkerSlot {
@@ -155,8 +153,7 @@ impl WorkerSlot {
             lock_waits_preempted: AtomicU64::new(0),
             deferred: Default::default(),
             longest_poll_ns: AtomicU64::new(0),
-            spotted_poll: AtomicU64::new(0),
-            spotted_since: AtomicU64::new(0),
+            spotted: Mutex::new(None),
         }
     }
 
@@ -205,8 +202,8 @@ impl WorkerSlot {
     #[inline(never)]
     fn begin_noted_poll(&self, state: u64) {
         let poll = (state >> SEQUENCE_SHIFT).wrapping_add(1);
-        self.started_at
-            .store(self.nanos_since_epoch(Instant::now()), Ordering::Relaxed);
+        let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.started_at.store(at, Ordering::Relaxed);
         // Release: a monitor that reads this number reads the time stored before it.
         self.started_poll.store(poll, Ordering::Release);
         let starts_left = (state & STARTS_TO_NOTE) - (1 << 1);
@@ -301,27 +298,21 @@ impl WorkerSlot {
     /// For another worker (module doc): poll `poll` has been running since `since`. Returns
     /// whether that is news (the poll was not spotted before).
     pub(crate) fn spot(&self, poll: u64, since: Instant) -> bool {
-        if self.spotted_poll.load(Ordering::Acquire) == poll {
+        let mut spotted = self.spotted.lock().unwrap_or_else(|e| e.into_inner());
+        if spotted.is_some_and(|(spotted, _)| spotted == poll) {
             return false;
         }
-        self.spotted_since
-            .store(self.nanos_since_epoch(since), Ordering::Relaxed);
-        // Release: a monitor that reads this number reads the time stored before it.
-        self.spotted_poll.store(poll, Ordering::Release);
+        *spotted = Some((poll, since));
         true
     }
 
     /// For the monitor: since when another worker has seen poll `poll` running, if one spotted
     /// it (module doc).
     pub(crate) fn spotted_since(&self, poll: u64) -> Option<Instant> {
-        if self.spotted_poll.load(Ordering::Acquire) != poll {
-            return None;
-        }
-        Some(self.epoch + Duration::from_nanos(self.spotted_since.load(Ordering::Relaxed)))
-    }
-
-    fn nanos_since_epoch(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        let spotted = *self.spotted.lock().unwrap_or_else(|e| e.into_inner());
+        spotted
+            .filter(|&(spotted, _)| spotted == poll)
+            .map(|(_, since)| since)
     }
 
     pub(crate) fn is_parked(&self) -> bool {

@@ -121,7 +121,7 @@ impl Core {
             turn_put_off: false,
             until_deferred_flush: DEFERRED_INTERVAL,
             until_maintenance: MAINTENANCE_INTERVAL,
-            sightings: Sightings::new(),
+            sightings: Sightings::default(),
             is_searching: false,
             lifo_enabled: true,
             rng: FastRand::new(index as u64),
