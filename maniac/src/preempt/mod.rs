@@ -233,12 +233,13 @@ pub(crate) struct PreemptionConfig {
     pub(crate) realtime_monitor: bool,
 }
 
-/// A spotting worker's memory (`monitor` rule 7): the worker it looks at next, and for each
-/// worker the poll it last saw running there and when it first saw it.
+/// A worker's looks at the others' polls for a calm monitor (`monitor` rule 7): which worker
+/// it looks at next, the time of its last maintenance, and when its next look is due.
 #[derive(Debug, Default)]
-pub(crate) struct Sightings {
+pub(crate) struct Spotter {
     next: usize,
-    seen: Vec<Option<(u64, Instant)>>,
+    last_maintenance: Option<Instant>,
+    next_look: Option<Instant>,
 }
 
 /// A runtime's preemption machinery: the workers' slots and the monitor.
@@ -333,13 +334,23 @@ impl Preemption {
         }
     }
 
-    /// Worker `index`, at its maintenance, spots long polls on the others for a calm monitor
-    /// (`monitor` rule 7).
-    pub(crate) fn spot(&self, index: usize, seen: &mut Sightings) {
+    /// Worker `index`'s maintenance: runs `maintain` (which returns the time it read) and,
+    /// around it, spots long polls on the others for a calm monitor (`monitor` rule 7).
+    pub(crate) fn maintain_and_spot(
+        &self,
+        index: usize,
+        spotter: &mut Spotter,
+        maintain: impl FnOnce() -> Instant,
+    ) {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-        self.monitor.shared.spot(index, seen);
+        self.monitor
+            .shared
+            .maintain_and_spot(index, spotter, maintain);
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-        let _ = (index, seen);
+        {
+            let _ = (index, spotter);
+            maintain();
+        }
     }
 
     /// A worker leaves its parked state (the monitor may be asleep; `monitor` rule 3).

@@ -53,15 +53,17 @@
 //!    calm sleep, longer than a quantum, it is asked for at once. So a hog that starts in a calm
 //!    period is first preempted within two calm sleeps (up to 2 × [`CALM_QUANTA`] quanta; Go's
 //!    sysmon, backed off, takes up to 20 ms), unless another worker spots it first: while the
-//!    monitor is calm, each worker looks at one other worker's poll state at each of its
-//!    maintenances (every 61 polls; the others in turn, so that a look pulls one line another
-//!    core writes, not all of them: [`MonitorShared::spot`]). A poll it sees running at two of
-//!    its looks [`spot_after`] apart, and that the monitor cannot already time from a noted
-//!    start, it records in that slot (since when it saw it) and wakes the monitor, which times it
-//!    from then. A hog beside a worker that runs short polls, the case of a busy server, is thus
-//!    preempted a quantum after that worker first saw it: within the quantum and two of the
-//!    spotter's maintenance intervals after it began (about a quantum beside polls of a few
-//!    microseconds; beside 50 µs polls, whose maintenances come every 3 ms, up to 7 ms), never
+//!    monitor is calm, each worker looks at one other worker's poll state at some of its
+//!    maintenances ([`MonitorShared::maintain_and_spot`]): the others in turn, so that a look
+//!    pulls one line another core writes, not all of them; and at most every eighth of a
+//!    quantum, judged by the clock the maintenance (every 61 polls) reads anyway. The first
+//!    sighting of a poll is kept in its slot (`slot` module doc); a worker that finds that poll
+//!    still running [`spot_after`] later, when the monitor cannot already time it from a noted
+//!    start, wakes the monitor, which times it from the first sighting. A hog beside a worker
+//!    that runs short polls, the case of a busy server, is thus preempted a quantum after it was
+//!    first seen: about a quantum and a quarter after it began at most, or, beside polls so
+//!    long that maintenances come less often than every eighth of a quantum, the quantum and
+//!    two maintenance intervals (beside 50 µs polls, maintenances every 3 ms: up to 7 ms); never
 //!    later than the calm looks. A hog with no worker in short polls beside it (one worker; the
 //!    others parked, or hogs themselves) waits for the calm looks. A request ends the calm at
 //!    once. After every worker was parked the monitor stays as calm as it was: workers that
@@ -72,7 +74,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{PreemptionConfig, Sightings};
+use super::{PreemptionConfig, Spotter};
 
 use super::slot::WorkerSlot;
 
@@ -471,52 +473,49 @@ impl MonitorShared {
         drop(self.wake.wait_timeout(stop, timeout));
     }
 
-    /// Rule 7, on worker `spotter`'s side, at its maintenance: looks at the next other worker's
-    /// poll while the monitor is calm.
-    pub(crate) fn spot(&self, spotter: usize, sightings: &mut Sightings) {
-        if self.calm.load(Ordering::Relaxed) {
-            self.spot_with_clock(spotter, sightings, Instant::now);
-        }
-    }
-
-    /// [`spot`](Self::spot), reading the time from `clock`.
-    fn spot_with_clock(
+    /// Rule 7, on worker `index`'s side: its maintenance `maintain` (which returns the time it
+    /// read), and around it a look at the next other worker's poll, if the monitor is calm and
+    /// the look is due.
+    pub(crate) fn maintain_and_spot(
         &self,
-        spotter: usize,
-        sightings: &mut Sightings,
-        clock: impl FnOnce() -> Instant,
+        index: usize,
+        spotter: &mut Spotter,
+        maintain: impl FnOnce() -> Instant,
     ) {
         let workers = self.slots.len();
-        if workers < 2 {
-            return;
-        }
-        sightings.seen.resize(workers, None);
-        let mut target = sightings.next % workers;
-        if target == spotter {
-            target = (target + 1) % workers;
-        }
-        sightings.next = target + 1;
-        let slot = &self.slots[target];
-        let seen = &mut sightings.seen[target];
-        let Some(poll) = slot.running_poll() else {
-            *seen = None;
-            return;
-        };
+        // Judged by the previous maintenance's time (this one's is read after the poll state),
+        // and so is the next look's due time.
+        let judged_at = spotter.last_maintenance;
+        let due = self.calm.load(Ordering::Relaxed)
+            && workers > 1
+            && match (judged_at, spotter.next_look) {
+                (Some(last), Some(next)) => last >= next,
+                _ => true,
+            };
+        let look = due.then(|| {
+            let mut target = spotter.next % workers;
+            if target == index {
+                target = (target + 1) % workers;
+            }
+            spotter.next = target + 1;
+            (target, self.slots[target].running_poll())
+        });
         // The clock after the poll state: the poll began before this time, so a poll first seen
         // now is not taken to have run longer than it has.
-        let now = clock();
-        match *seen {
-            Some((same, since)) if same == poll => {
-                let news = now.saturating_duration_since(since) >= spot_after(self.quantum)
-                    && slot.poll_start(poll).is_none()
-                    && slot.spot(poll, since);
-                if news {
-                    self.spotted.store(true, Ordering::Relaxed);
-                    let _lock = self.stop.lock().unwrap_or_else(|e| e.into_inner());
-                    self.wake.notify_one();
-                }
-            }
-            _ => *seen = Some((poll, now)),
+        let now = maintain();
+        spotter.last_maintenance = Some(now);
+        let Some((target, running)) = look else {
+            return;
+        };
+        spotter.next_look = Some(judged_at.unwrap_or(now) + self.quantum / 8);
+        let slot = &self.slots[target];
+        let news = running.is_some_and(|poll| {
+            slot.poll_start(poll).is_none() && slot.sight(poll, now, spot_after(self.quantum))
+        });
+        if news {
+            self.spotted.store(true, Ordering::Relaxed);
+            let _lock = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake.notify_one();
         }
     }
 
@@ -768,13 +767,15 @@ mod tests {
         slot.begin_poll();
         let poll = slot.running_poll().unwrap();
         let seen = Instant::now();
-        assert!(slot.spot(poll, seen));
+        let spotted = seen + spot_after(QUANTUM);
+        assert!(!slot.sight(poll, seen, spot_after(QUANTUM)));
         assert!(
-            !slot.spot(poll, seen + QUANTUM),
-            "a second spot of one poll is no news"
+            slot.spotted_since(poll).is_none(),
+            "a sighting alone is no spot"
         );
+        assert!(slot.sight(poll, spotted, spot_after(QUANTUM)));
         assert_eq!(slot.spotted_since(poll), Some(seen));
-        let look = shared.look(0, &mut watches, seen + QUANTUM / 2, period, true);
+        let look = shared.look(0, &mut watches, spotted, period, true);
         let due = look.due.expect("a spotted poll has a due look");
         assert!(
             due >= seen + QUANTUM && due <= seen + QUANTUM + QUANTUM / 8,
@@ -789,16 +790,19 @@ mod tests {
         assert!(slot.spotted_since(other).is_none());
     }
 
-    /// Rule 7, the spotter's side: it looks at the other workers in turn; a poll it has seen
-    /// running for three quarters of a quantum is recorded and wakes the monitor, a shorter one
-    /// or one with a noted start is not, and nothing is spotted for a monitor that is not calm.
+    /// Rule 7, the spotters' side: they look at the other workers in turn; a poll seen running
+    /// for three quarters of a quantum since its first sighting (by any worker) wakes the
+    /// monitor, once; a shorter one, one with a noted start, or an older poll sighted late does
+    /// not; and nothing is looked at for a monitor that is not calm.
     #[test]
     fn workers_spot_long_polls_in_turn_for_a_calm_monitor() {
         let shared = monitor(3, QUANTUM, Instant::now());
-        let mut sightings = Sightings::default();
+        shared.calm.store(true, Ordering::Relaxed);
+        let (mut first, mut second) = (Spotter::default(), Spotter::default());
         let t0 = Instant::now();
-        let spot_at = |sightings: &mut Sightings, at: Instant| {
-            shared.spot_with_clock(0, sightings, || at);
+        let look = |spotter: &mut Spotter, index: usize, at: Instant| {
+            spotter.next_look = None; // due
+            shared.maintain_and_spot(index, spotter, || at);
         };
         shared.slots[1].begin_poll();
         preempt_one_poll(&shared.slots[2]);
@@ -806,32 +810,66 @@ mod tests {
             shared.slots[1].running_poll().unwrap(),
             shared.slots[2].running_poll().unwrap(),
         );
-        spot_at(&mut sightings, t0);
-        spot_at(&mut sightings, t0);
-        assert_eq!(
-            sightings.seen,
-            vec![None, Some((long, t0)), Some((noted, t0))]
-        );
+        look(&mut first, 0, t0); // slot 1: first sighting
+        look(&mut first, 0, t0); // slot 2
         let late = t0 + spot_after(QUANTUM);
-        spot_at(&mut sightings, late - Duration::from_micros(1));
+        look(&mut second, 2, late - Duration::from_micros(1)); // slot 0: not in a poll
+        look(&mut second, 2, late - Duration::from_micros(1)); // slot 1
         assert!(
             shared.slots[1].spotted_since(long).is_none(),
             "spotted too soon"
         );
-        spot_at(&mut sightings, late);
+        look(&mut first, 0, late); // slot 1, by another worker than the first sighting's
+        assert_eq!(shared.slots[1].spotted_since(long), Some(t0));
+        assert!(shared.spotted.swap(false, Ordering::Relaxed));
+        look(&mut first, 0, late); // slot 2
         assert!(
             shared.slots[2].spotted_since(noted).is_none(),
             "the monitor times this one from its noted start"
         );
+        look(&mut first, 0, late + QUANTUM); // slot 1 again: no news
         assert!(!shared.spotted.load(Ordering::Relaxed));
-        spot_at(&mut sightings, late);
-        assert_eq!(shared.slots[1].spotted_since(long), Some(t0));
-        assert!(shared.spotted.load(Ordering::Relaxed));
-        // A monitor that is not calm gets nothing.
-        shared.spotted.store(false, Ordering::Relaxed);
-        let mut sightings = Sightings::default();
-        shared.spot(0, &mut sightings);
-        assert!(sightings.seen.is_empty() && !shared.spotted.load(Ordering::Relaxed));
+        // A later poll replaces the record; a sighting of the older one, late, does not.
+        let later = next_poll(&shared.slots[1]);
+        assert!(!shared.slots[1].sight(later, late, spot_after(QUANTUM)));
+        assert!(!shared.slots[1].sight(long, late + QUANTUM, spot_after(QUANTUM)));
+        assert!(shared.slots[1].sight(later, late + QUANTUM, spot_after(QUANTUM)));
+        assert_eq!(shared.slots[1].spotted_since(later), Some(late));
+        // A monitor that is not calm gets no look, but the maintenance runs.
+        shared.calm.store(false, Ordering::Relaxed);
+        let mut idle = Spotter::default();
+        let mut maintained = false;
+        shared.maintain_and_spot(0, &mut idle, || {
+            maintained = true;
+            t0
+        });
+        assert!(maintained && idle.next_look.is_none() && idle.next == 0);
+    }
+
+    /// Rule 7's pace: a worker whose maintenances come often looks at most every eighth of a
+    /// quantum; one whose maintenances come seldom looks at each.
+    #[test]
+    fn a_spotter_looks_at_most_every_eighth_of_a_quantum() {
+        let shared = monitor(2, QUANTUM, Instant::now());
+        shared.calm.store(true, Ordering::Relaxed);
+        let mut spotter = Spotter::default();
+        let mut now = Instant::now();
+        let mut looks = 0;
+        let mut maintain = |spotter: &mut Spotter, step: Duration| {
+            now += step;
+            let before = spotter.next_look;
+            shared.maintain_and_spot(0, spotter, || now);
+            usize::from(spotter.next_look != before)
+        };
+        for _ in 0..100_000 {
+            looks += maintain(&mut spotter, Duration::from_micros(3));
+        }
+        // 300 ms of maintenances: a look every 42 of them (126 µs) would be 2,380.
+        assert!((2_200..=2_400).contains(&looks), "{looks} looks in 300 ms");
+        // (The first is judged by the last quick maintenance's time, and may not look.)
+        maintain(&mut spotter, QUANTUM);
+        let looks: usize = (0..20).map(|_| maintain(&mut spotter, QUANTUM)).sum();
+        assert_eq!(looks, 20);
     }
 
     /// Rule 7: a spot wakes the monitor from its sleep, and one made while it was awake keeps it
@@ -839,10 +877,11 @@ mod tests {
     #[test]
     fn a_spot_wakes_the_sleeping_monitor() {
         let shared = Arc::new(monitor(2, QUANTUM, Instant::now()));
+        shared.calm.store(true, Ordering::Relaxed);
         shared.slots[1].begin_poll();
+        let poll = shared.slots[1].running_poll().unwrap();
         let t0 = Instant::now();
-        let mut sightings = Sightings::default();
-        shared.spot_with_clock(0, &mut sightings, || t0);
+        assert!(!shared.slots[1].sight(poll, t0, spot_after(QUANTUM)));
         let sleeper = {
             let shared = shared.clone();
             std::thread::spawn(move || {
@@ -852,7 +891,7 @@ mod tests {
             })
         };
         std::thread::sleep(Duration::from_millis(50));
-        shared.spot_with_clock(0, &mut sightings, || t0 + QUANTUM);
+        shared.maintain_and_spot(0, &mut Spotter::default(), || t0 + QUANTUM);
         let slept = sleeper.join().unwrap();
         assert!(
             slept < Duration::from_secs(10),

@@ -36,12 +36,14 @@
 //! not read atomically: a monitor that reads the number of one poll and the time of the next
 //! times a poll that has already ended, a little late, and its next look replaces that record.
 //!
-//! ## `spotted`
-//! Written by *other* workers for a calm monitor (`monitor` rule 7): the poll one of them saw
-//! running at two of its looks, and since when it saw it; the monitor times that poll from then
-//! instead of from its own first look. Several workers may spot one slot, so the pair is kept
-//! under a lock (spots are rare): a pair read in halves could give one poll another's time, and
-//! the monitor would then ask for it before its quantum is up.
+//! ## `sighting`
+//! Written by *other* workers for a calm monitor (`monitor` rule 7): the running poll they saw
+//! here, since when they have seen it, and whether it has been *spotted*: seen running long
+//! enough for the monitor to be woken for it. The monitor times a spotted poll from the first
+//! sighting instead of from its own first look. Any worker may add to the record (a later poll
+//! replaces it, an earlier one never does: a spotter that read the poll state and was then kept
+//! off the CPU must not give the new poll its old time), so it is kept under a lock; sightings
+//! come a few times a quantum at most.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -131,9 +133,18 @@ pub(crate) struct WorkerSlot {
     deferred: [AtomicU64; DeferReason::ALL.len()],
     /// The longest poll the monitor has seen, in nanoseconds.
     longest_poll_ns: AtomicU64,
-    /// The last poll another worker spotted for the monitor, and since when it was seen running
-    /// (module doc).
-    spotted: Mutex<Option<(u64, Instant)>>,
+    /// What other workers saw of the running poll (module doc).
+    sighting: Mutex<Option<Sighting>>,
+}
+
+/// Other workers' record of a slot's running poll (module doc).
+#[derive(Debug, Clone, Copy)]
+struct Sighting {
+    poll: u64,
+    /// When a worker first saw it running.
+    since: Instant,
+    /// Whether it has been seen running long enough to wake the monitor for it.
+    spotted: bool,
 }
 
 impl WorkerSlot {
@@ -153,7 +164,7 @@ impl WorkerSlot {
             lock_waits_preempted: AtomicU64::new(0),
             deferred: Default::default(),
             longest_poll_ns: AtomicU64::new(0),
-            spotted: Mutex::new(None),
+            sighting: Mutex::new(None),
         }
     }
 
@@ -295,24 +306,36 @@ impl WorkerSlot {
         Some((self.epoch + at, follows))
     }
 
-    /// For another worker (module doc): poll `poll` has been running since `since`. Returns
-    /// whether that is news (the poll was not spotted before).
-    pub(crate) fn spot(&self, poll: u64, since: Instant) -> bool {
-        let mut spotted = self.spotted.lock().unwrap_or_else(|e| e.into_inner());
-        if spotted.is_some_and(|(spotted, _)| spotted == poll) {
-            return false;
+    /// For another worker (module doc): poll `poll` was running when it read the poll state,
+    /// before `now`. Returns whether the poll has now been seen running for `spot_after`, for
+    /// the first time: the monitor is to be woken for it.
+    pub(crate) fn sight(&self, poll: u64, now: Instant, spot_after: Duration) -> bool {
+        let mut sighting = self.sighting.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *sighting {
+            Some(seen) if seen.poll == poll => {
+                let news = !seen.spotted && now.saturating_duration_since(seen.since) >= spot_after;
+                seen.spotted |= news;
+                news
+            }
+            Some(seen) if seen.poll > poll => false,
+            _ => {
+                *sighting = Some(Sighting {
+                    poll,
+                    since: now,
+                    spotted: false,
+                });
+                false
+            }
         }
-        *spotted = Some((poll, since));
-        true
     }
 
-    /// For the monitor: since when another worker has seen poll `poll` running, if one spotted
-    /// it (module doc).
+    /// For the monitor: since when other workers have seen poll `poll` running, if they
+    /// spotted it (module doc).
     pub(crate) fn spotted_since(&self, poll: u64) -> Option<Instant> {
-        let spotted = *self.spotted.lock().unwrap_or_else(|e| e.into_inner());
-        spotted
-            .filter(|&(spotted, _)| spotted == poll)
-            .map(|(_, since)| since)
+        let sighting = *self.sighting.lock().unwrap_or_else(|e| e.into_inner());
+        sighting
+            .filter(|seen| seen.poll == poll && seen.spotted)
+            .map(|seen| seen.since)
     }
 
     pub(crate) fn is_parked(&self) -> bool {

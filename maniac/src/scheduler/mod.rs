@@ -372,19 +372,21 @@ impl Shared {
         let timeout = self.time.prepare_park();
         self.io.turn(poll, timeout);
         self.time.finish_park();
-        self.time.process();
+        self.time.process(Instant::now());
     }
 
     /// Maintenance (module doc): a look at the drivers without waiting, so that timers and I/O
-    /// make progress while every worker is busy.
-    fn maintain(&self) {
+    /// make progress while every worker is busy. Returns the time it read.
+    fn maintain(&self) -> Instant {
         // Without registered resources there is no event to collect: spare the system call.
         if self.io.has_resources()
             && let Some(mut poll) = self.io.try_lock_poll()
         {
             self.io.turn(&mut poll, Some(std::time::Duration::ZERO));
         }
-        self.time.process();
+        let now = Instant::now();
+        self.time.process(now);
+        now
     }
 
     /// Sleeps worker `index` until it is unparked, in the driver if nobody else waits there.

@@ -48,7 +48,7 @@ use super::{
 };
 use crate::coroutine::stack::StackPool;
 use crate::coroutine::{self, Exit, Generator, Header, Kind, Resume, Suspend};
-use crate::preempt::{NoPreemptGuard, Sightings, WorkerSlot};
+use crate::preempt::{NoPreemptGuard, Spotter, WorkerSlot};
 use crate::runtime::context::{self, TaskRef};
 use crate::task::{Runnable, TaskKind};
 
@@ -98,8 +98,6 @@ pub(crate) struct Core {
     until_deferred_flush: u32,
     /// Polls left before the next look at the drivers (as above).
     until_maintenance: u32,
-    /// What this worker saw of the others' polls when it last spotted for the monitor.
-    sightings: Sightings,
     /// Whether this worker is counted in the idle protocol's `num_searching`.
     is_searching: bool,
     /// Whether a wake-up on this thread may use the LIFO slot (off while a current-thread
@@ -121,7 +119,6 @@ impl Core {
             turn_put_off: false,
             until_deferred_flush: DEFERRED_INTERVAL,
             until_maintenance: MAINTENANCE_INTERVAL,
-            sightings: Sightings::default(),
             is_searching: false,
             lifo_enabled: true,
             rng: FastRand::new(index as u64),
@@ -382,6 +379,8 @@ struct WorkerContext {
     /// This worker's preemption slot, or null when preemption is off. Points into
     /// `shared.preemption`, which lives as long as `shared`.
     slot: *const WorkerSlot,
+    /// This worker's looks at the others' polls for a calm preemption monitor.
+    spotter: RefCell<Spotter>,
 }
 
 thread_local! {
@@ -458,11 +457,13 @@ impl WorkerContext {
             let maintenance_due = self.core().maintenance_due()
                 || self.slot().is_some_and(WorkerSlot::take_preempted);
             if maintenance_due {
-                self.shared.maintain();
-                if let Some(preemption) = &self.shared.preemption {
-                    let mut core = self.core();
-                    let core = &mut **core;
-                    preemption.spot(core.index, &mut core.sightings);
+                match &self.shared.preemption {
+                    Some(preemption) => preemption.maintain_and_spot(
+                        self.core().index,
+                        &mut self.spotter.borrow_mut(),
+                        || self.shared.maintain(),
+                    ),
+                    None => drop(self.shared.maintain()),
                 }
             }
             match self.find_work() {
@@ -789,6 +790,7 @@ pub(super) fn run(shared: Arc<Shared>, core: Box<Core>) {
         core: RefCell::new(Some(core)),
         stacks: RefCell::new(StackPool::new(shared.stacks.clone())),
         slot,
+        spotter: RefCell::default(),
         shared,
     };
     let _current = CurrentGuard::enter(&cx);
@@ -817,6 +819,7 @@ pub(super) fn block_on_core<F: Future>(
         stacks: RefCell::new(StackPool::new(shared.stacks.clone())),
         // Current-thread runtimes are cooperative (`preempt` module doc).
         slot: ptr::null(),
+        spotter: RefCell::default(),
     };
     let _current = CurrentGuard::enter(&cx);
     let _pool = coroutine::enter_pool(&cx.stacks);

@@ -79,9 +79,10 @@ impl TimeDriver {
         u64::try_from(ticks).unwrap_or(u64::MAX - 1)
     }
 
-    /// Rule 1: the current tick, rounded down.
-    fn now_tick(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos() / TICK_NANOS).unwrap_or(u64::MAX - 1)
+    /// Rule 1: the tick `now` falls in, rounded down.
+    fn tick_at(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.start);
+        u64::try_from(since.as_nanos() / TICK_NANOS).unwrap_or(u64::MAX - 1)
     }
 
     /// Registers a timer due at `deadline`; `None` if it is already due (rule 4 of the wheel).
@@ -121,11 +122,11 @@ impl TimeDriver {
         drop(waker); // outside the lock
     }
 
-    /// Rule 2: fires every timer due by now. Returns how many fired.
-    pub(crate) fn process(&self) -> usize {
+    /// Rule 2: fires every timer due by `now` (the caller's clock reading: maintenance shares
+    /// it with the preemption monitor's spotting). Returns how many fired.
+    pub(crate) fn process(&self, now: Instant) -> usize {
         let mut fired = Vec::new();
-        let now = self.now_tick();
-        self.wheel().advance(now, &mut fired);
+        self.wheel().advance(self.tick_at(now), &mut fired);
         let count = fired.len();
         for waker in fired {
             waker.wake();
