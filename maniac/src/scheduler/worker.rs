@@ -458,11 +458,19 @@ impl WorkerContext {
                 || self.slot().is_some_and(WorkerSlot::take_preempted);
             if maintenance_due {
                 match &self.shared.preemption {
-                    Some(preemption) => preemption.maintain_and_spot(
-                        self.core().index,
-                        &mut self.spotter.borrow_mut(),
-                        || self.shared.maintain(),
-                    ),
+                    Some(preemption) => {
+                        // Not `self.core().index` in the call: that borrow would last through
+                        // it, and the drivers' wake-ups would all go to the injector.
+                        let index = self.core().index;
+                        let mut spotter = self.spotter.borrow_mut();
+                        preemption.maintain_and_spot(index, &mut spotter, || {
+                            debug_assert!(
+                                self.core.try_borrow_mut().is_ok(),
+                                "maniac: the core is borrowed across the maintenance"
+                            );
+                            self.shared.maintain()
+                        });
+                    }
                     None => drop(self.shared.maintain()),
                 }
             }
