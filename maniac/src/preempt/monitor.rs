@@ -7,8 +7,9 @@
 //!    system call; it reads the clock only in the few polls after a preemption.
 //!    Between looks it sleeps a quarter of the quantum (at least 25 µs) while some poll has
 //!    been running since the previous look; while none has (every poll is short, as in a busy
-//!    server), it backs off, doubling the sleep up to [`CALM_QUANTA`] quanta, and from a sleep
-//!    of one quantum on it is *calm* (rule 7). Each look costs a context switch, and on our
+//!    server), it backs off, doubling the sleep up to a quantum, and, once [`RELAX_AFTER`]
+//!    quanta have passed since its last request, up to [`CALM_QUANTA`] quanta: from a sleep of
+//!    one quantum on it is then *calm* (rule 7). Each look costs a context switch, and on our
 //!    machines a thread that merely wakes a thousand times a second slows latency-bound work on
 //!    the other threads by about a tenth, tokio's as much as maniac's (BENCHMARKS.md,
 //!    "Preemption": the foundation suite's `chained_spawn`).
@@ -53,21 +54,26 @@
 //!    calm sleep, longer than a quantum, it is asked for at once. So a hog that starts in a calm
 //!    period is first preempted within two calm sleeps (up to 2 × [`CALM_QUANTA`] quanta; Go's
 //!    sysmon, backed off, takes up to 20 ms), unless another worker spots it first: while the
-//!    monitor is calm, each worker looks at one other worker's poll state at some of its
-//!    maintenances ([`MonitorShared::maintain_and_spot`]): the others in turn, so that a look
-//!    pulls one line another core writes, not all of them; and at most every eighth of a
-//!    quantum, judged by the clock the maintenance (every 61 polls) reads anyway. The first
-//!    sighting of a poll is kept in its slot (`slot` module doc); a worker that finds that poll
-//!    still running [`spot_after`] later, when the monitor cannot already time it from a noted
-//!    start, wakes the monitor, which times it from the first sighting. A hog beside a worker
-//!    that runs short polls, the case of a busy server, is thus preempted a quantum after it was
-//!    first seen: about a quantum and a quarter after it began at most, or, beside polls so
-//!    long that maintenances come less often than every eighth of a quantum, the quantum and
-//!    two maintenance intervals (beside 50 µs polls, maintenances every 3 ms: up to 7 ms); never
-//!    later than the calm looks. A hog with no worker in short polls beside it (one worker; the
-//!    others parked, or hogs themselves) waits for the calm looks. A request ends the calm at
-//!    once. After every worker was parked the monitor stays as calm as it was: workers that
-//!    unpark say nothing about polls getting long.
+//!    monitor is calm, each worker, at most every eighth of a quantum (judged by the clock its
+//!    maintenance, every 61 polls, reads anyway: [`MonitorShared::maintain_and_spot`]), looks
+//!    at the next other worker that is in a poll, in turn, so that a look pulls one line another
+//!    core writes, not all of them. The first sighting of a poll is kept in its slot (`slot`
+//!    module doc); a worker that finds that poll still running [`spot_after`] later, when the
+//!    monitor cannot already time it from a noted start, wakes the monitor, which times it from
+//!    the first sighting. A hog beside a worker that runs short polls, the case of a busy
+//!    server, is thus preempted a quantum after it was first seen: on a two-worker runtime about
+//!    a quantum and a quarter after it began at most; with W workers, if only one of the others
+//!    runs short polls, up to (W − 1) eighths of a quantum more for that one to come round to it
+//!    (fewer when several spot); beside polls so long that maintenances come less often than
+//!    every eighth of a quantum, the quantum and two maintenance intervals (beside 50 µs polls,
+//!    maintenances every 3 ms: up to 7 ms); never later than the calm looks. A hog with no
+//!    worker in short polls beside it (one worker; the others parked, or hogs themselves) waits
+//!    for the calm looks: with the others parked it delays only what waits on its own worker
+//!    (its LIFO slot, its preempted polls), as queued tasks wake a parked worker to steal them.
+//!    A request ends the calm at once, and the monitor is not calm again before [`RELAX_AFTER`]
+//!    quanta without one: a preempted hog that resumes after more polls than note their start
+//!    (`slot` module doc) is timed as in rule 2. After every worker was parked the monitor stays
+//!    as calm as it was: workers that unpark say nothing about polls getting long.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -275,9 +281,10 @@ impl MonitorShared {
         };
         // Rule 4: since when no request was sent, while at real-time priority.
         let mut realtime: Option<Instant> = None;
-        let longest_sleep = self.quantum.max(period) * CALM_QUANTA;
-        // Rule 7: whether the next look is calm (and the workers spot for it meanwhile).
+        // Rule 7: whether the next look is calm (and the workers spot for it meanwhile), and
+        // when the last request was sent.
         let mut calm = false;
+        let mut last_request: Option<Instant> = None;
         while !self.stopped() {
             let now = Instant::now();
             let mut any_long = false;
@@ -292,6 +299,9 @@ impl MonitorShared {
                 next_due = earliest(next_due, look.due);
             }
             realtime = self.adjust_priority(realtime, requested, now);
+            if requested {
+                last_request = Some(now);
+            }
             if self.slots.iter().all(WorkerSlot::is_parked) {
                 // Rule 4: nothing overruns while every worker is parked.
                 if realtime.take().is_some() {
@@ -301,14 +311,11 @@ impl MonitorShared {
                 self.sleep_while_all_parked();
                 watches.workers.fill(Watch::default());
             } else {
-                // Rule 1's back-off; rule 7's calm, which a request ends.
-                sleep = if any_long || requested {
-                    period
-                } else {
-                    (sleep * 2).min(longest_sleep)
-                };
-                if calm != (sleep >= self.quantum) {
-                    calm = !calm;
+                let next_calm;
+                (sleep, next_calm) =
+                    self.back_off(sleep, period, any_long || requested, last_request, now);
+                if calm != next_calm {
+                    calm = next_calm;
                     self.calm.store(calm, Ordering::Relaxed);
                 }
                 // Rule 2's timing: awake when a worker's look is due, not at the next periodic
@@ -319,6 +326,37 @@ impl MonitorShared {
                 self.sleep_until(wake);
             }
         }
+    }
+
+    /// Rules 1 and 7, after a look at `now` that found a poll running since the previous look or
+    /// sent a request (`overran`), or neither: the sleep until the next periodic look, and
+    /// whether that look is calm.
+    /// The sleep doubles from `period` while no poll overran, up to one quantum and, once
+    /// [`RELAX_AFTER`] quanta have passed since the last request, up to [`CALM_QUANTA`] of them:
+    /// a preempted hog that resumes after more polls than note their start (`slot` module doc)
+    /// is then still timed as in rule 2, not left to the calm looks.
+    fn back_off(
+        &self,
+        sleep: Duration,
+        period: Duration,
+        overran: bool,
+        last_request: Option<Instant>,
+        now: Instant,
+    ) -> (Duration, bool) {
+        let settled = last_request
+            .is_none_or(|at| now.saturating_duration_since(at) > self.quantum * RELAX_AFTER);
+        let one_quantum = self.quantum.max(period);
+        let longest = if settled {
+            one_quantum * CALM_QUANTA
+        } else {
+            one_quantum
+        };
+        let sleep = if overran {
+            period
+        } else {
+            (sleep * 2).min(longest)
+        };
+        (sleep, settled && sleep >= self.quantum)
     }
 
     /// Rule 4, after a look: returns when the monitor last requested while it is real-time.
@@ -359,6 +397,15 @@ impl MonitorShared {
             return Look::default();
         };
         let (since, long) = match watch.poll {
+            // A poll first seen at a calm look and spotted since: timed from its first sighting
+            // if that came first (rule 7).
+            Some((same, since)) if same == poll && calm => {
+                let since = slot
+                    .spotted_since(poll)
+                    .map_or(since, |spotted| spotted.min(since));
+                watch.poll = Some((poll, since));
+                (since, true)
+            }
             Some((same, since)) if same == poll => (since, true),
             _ => {
                 // A poll soon after a preemption noted when it began (`slot` module doc), one
@@ -379,13 +426,16 @@ impl MonitorShared {
                 }
                 let known = start
                     .map(|(began, _)| began)
-                    .or_else(|| slot.spotted_since(poll));
+                    .or_else(|| calm.then(|| slot.spotted_since(poll)).flatten());
+                // The clock after the poll state, as the spotters read it: a poll that began while
+                // this thread was kept off the CPU after reading `now` is not timed from before.
+                let seen_at = || now.max(Instant::now());
                 if calm && known.is_none() {
                     // Rule 7: timed from now, but no look is due for it.
-                    watch.poll = Some((poll, now));
+                    watch.poll = Some((poll, seen_at()));
                     return Look::default();
                 }
-                let since = known.unwrap_or(now);
+                let since = known.unwrap_or_else(seen_at);
                 watch.poll = Some((poll, since));
                 (since, false)
             }
@@ -474,8 +524,8 @@ impl MonitorShared {
     }
 
     /// Rule 7, on worker `index`'s side: its maintenance `maintain` (which returns the time it
-    /// read), and around it a look at the next other worker's poll, if the monitor is calm and
-    /// the look is due.
+    /// read), and around it a look at the next other worker in a poll, if the monitor is calm
+    /// and the look is due.
     pub(crate) fn maintain_and_spot(
         &self,
         index: usize,
@@ -492,13 +542,20 @@ impl MonitorShared {
                 (Some(last), Some(next)) => last >= next,
                 _ => true,
             };
+        // The next other worker in a poll, in turn (a look at a parked one would be wasted).
         let look = due.then(|| {
-            let mut target = spotter.next % workers;
-            if target == index {
-                target = (target + 1) % workers;
+            let candidates = (spotter.next..spotter.next + workers).map(|at| at % workers);
+            let mut first_other = None;
+            for target in candidates.filter(|&target| target != index) {
+                first_other.get_or_insert(target);
+                if let Some(poll) = self.slots[target].running_poll() {
+                    spotter.next = target + 1;
+                    return (target, Some(poll));
+                }
             }
+            let target = first_other.expect("two workers or more");
             spotter.next = target + 1;
-            (target, self.slots[target].running_poll())
+            (target, None)
         });
         // The clock after the poll state: the poll began before this time, so a poll first seen
         // now is not taken to have run longer than it has.
@@ -662,7 +719,8 @@ mod tests {
         let period = QUANTUM / 4;
         let mut watches = watches(1);
         slot.begin_poll();
-        let seen = Instant::now();
+        // Ahead of the clock: the look takes the later of its `now` and the clock's.
+        let seen = Instant::now() + QUANTUM;
         shared.look(0, &mut watches, seen, period, false);
         let first = shared.look(0, &mut watches, seen + QUANTUM, period, false);
         assert!(first.requested);
@@ -688,7 +746,8 @@ mod tests {
         let mut watches = watches(1);
         watches.workers[0].deferring = true;
         slot.begin_poll();
-        let seen = Instant::now();
+        // Ahead of the clock: the look takes the later of its `now` and the clock's.
+        let seen = Instant::now() + QUANTUM;
         shared.look(0, &mut watches, seen, period, false);
         assert!(
             shared
@@ -903,5 +962,97 @@ mod tests {
         shared.sleep_until(began + Duration::from_secs(30));
         assert!(began.elapsed() < Duration::from_secs(10));
         assert!(!shared.spotted.load(Ordering::Relaxed));
+    }
+
+    /// Rules 1 and 7's back-off: doubling up to eight quanta, calm from one quantum on, back to
+    /// the period when a poll overran; within ten quanta of a request, up to one quantum and
+    /// never calm.
+    #[test]
+    fn the_monitor_is_calm_only_ten_quanta_after_its_last_request() {
+        let shared = monitor(1, QUANTUM, Instant::now());
+        let period = QUANTUM / 4;
+        let now = Instant::now();
+        let mut sleep = period;
+        let mut steps = Vec::new();
+        for _ in 0..6 {
+            let calm;
+            (sleep, calm) = shared.back_off(sleep, period, false, None, now);
+            steps.push((sleep, calm));
+        }
+        let q = QUANTUM;
+        assert_eq!(
+            steps,
+            [
+                (q / 2, false),
+                (q, true),
+                (q * 2, true),
+                (q * 4, true),
+                (q * 8, true),
+                (q * 8, true)
+            ]
+        );
+        assert_eq!(
+            shared.back_off(q * 8, period, true, None, now),
+            (period, false)
+        );
+        let asked = Some(now);
+        assert_eq!(
+            shared.back_off(q, period, false, asked, now + q * 5),
+            (q, false)
+        );
+        assert_eq!(
+            shared.back_off(q, period, false, asked, now + q * 11),
+            (q * 2, true)
+        );
+    }
+
+    /// Rule 7: a poll a calm look saw first, and a worker had sighted before it, is timed from
+    /// that first sighting once it is spotted.
+    #[test]
+    fn a_poll_seen_at_a_calm_look_and_spotted_later_runs_since_its_first_sighting() {
+        let shared = monitor(1, QUANTUM, Instant::now());
+        let slot = &shared.slots[0];
+        let mut watches = watches(1);
+        let period = QUANTUM / 4;
+        slot.begin_poll();
+        let poll = slot.running_poll().unwrap();
+        let t0 = Instant::now();
+        assert!(!slot.sight(poll, t0, spot_after(QUANTUM)));
+        let calm_look = shared.look(0, &mut watches, t0 + QUANTUM * 7 / 10, period, true);
+        assert!(calm_look.due.is_none(), "{calm_look:?}");
+        let spotted = t0 + spot_after(QUANTUM);
+        assert!(slot.sight(poll, spotted, spot_after(QUANTUM)));
+        let look = shared.look(0, &mut watches, spotted, period, true);
+        let due = look.due.expect("a spotted poll has a due look");
+        assert!(
+            due >= t0 + QUANTUM && due <= t0 + QUANTUM + QUANTUM / 8,
+            "{look:?}"
+        );
+    }
+
+    /// Rule 7: a spotter reads the poll state before its maintenance reads the clock, so a poll
+    /// that began during the maintenance is not recorded with that time; and it skips workers
+    /// not in a poll.
+    #[test]
+    fn a_spotter_reads_the_poll_state_first_and_looks_only_at_polls() {
+        let shared = monitor(3, QUANTUM, Instant::now());
+        shared.calm.store(true, Ordering::Relaxed);
+        let after = spot_after(QUANTUM);
+        shared.slots[2].begin_poll();
+        let before = shared.slots[2].running_poll().unwrap();
+        let t = Instant::now();
+        let mut spotter = Spotter::default();
+        // Worker 1 is not in a poll: worker 0's look goes to worker 2.
+        shared.maintain_and_spot(0, &mut spotter, || {
+            next_poll(&shared.slots[2]);
+            t
+        });
+        let during = shared.slots[2].running_poll().unwrap();
+        assert!(
+            shared.slots[2].sight(before, t + after, after),
+            "the poll loaded before the maintenance was recorded with its time"
+        );
+        assert!(!shared.slots[2].sight(during, t + after, after));
+        assert_eq!(spotter.next, 3);
     }
 }

@@ -30,7 +30,8 @@
 //! quantum after it resumed, not a quantum and a look period later, or two quanta after a short
 //! poll went first. (A preempted poll waits in the pinned queue, which comes after the local
 //! queue and the injector: behind more than seven other polls it is timed from the look that
-//! first sees it, up to two quanta, `monitor` rule 2.) The per-poll path pays nothing more than
+//! first sees it, up to two quanta, `monitor` rule 2; the monitor is not calm, rule 7, for ten
+//! quanta after a request.) The per-poll path pays nothing more than
 //! a test of a bit field of the value it loads anyway; the clock is read only in the few polls
 //! after a preemption, beside that preemption's signal. The pair `started_poll`/`started_at` is
 //! not read atomically: a monitor that reads the number of one poll and the time of the next
@@ -42,8 +43,8 @@
 //! enough for the monitor to be woken for it. The monitor times a spotted poll from the first
 //! sighting instead of from its own first look. Any worker may add to the record (a later poll
 //! replaces it, an earlier one never does: a spotter that read the poll state and was then kept
-//! off the CPU must not give the new poll its old time), so it is kept under a lock; sightings
-//! come a few times a quantum at most.
+//! off the CPU must not give the new poll its old time), so it is kept under a lock; each
+//! spotter takes it at most eight times a quantum.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -133,9 +134,16 @@ pub(crate) struct WorkerSlot {
     deferred: [AtomicU64; DeferReason::ALL.len()],
     /// The longest poll the monitor has seen, in nanoseconds.
     longest_poll_ns: AtomicU64,
-    /// What other workers saw of the running poll (module doc).
-    sighting: Mutex<Option<Sighting>>,
+    /// What other workers saw of the running poll (module doc). On a line of its own: the
+    /// spotters' lock must not take the line of `poll_state`, which the worker stores to every
+    /// poll.
+    sighting: OwnLine<Mutex<Option<Sighting>>>,
 }
+
+/// A field on cache lines of its own (as in `WorkerSlot`'s alignment).
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct OwnLine<T>(T);
 
 /// Other workers' record of a slot's running poll (module doc).
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +172,7 @@ impl WorkerSlot {
             lock_waits_preempted: AtomicU64::new(0),
             deferred: Default::default(),
             longest_poll_ns: AtomicU64::new(0),
-            sighting: Mutex::new(None),
+            sighting: OwnLine::default(),
         }
     }
 
@@ -310,7 +318,7 @@ impl WorkerSlot {
     /// before `now`. Returns whether the poll has now been seen running for `spot_after`, for
     /// the first time: the monitor is to be woken for it.
     pub(crate) fn sight(&self, poll: u64, now: Instant, spot_after: Duration) -> bool {
-        let mut sighting = self.sighting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sighting = self.sighting.0.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *sighting {
             Some(seen) if seen.poll == poll => {
                 let news = !seen.spotted && now.saturating_duration_since(seen.since) >= spot_after;
@@ -332,7 +340,7 @@ impl WorkerSlot {
     /// For the monitor: since when other workers have seen poll `poll` running, if they
     /// spotted it (module doc).
     pub(crate) fn spotted_since(&self, poll: u64) -> Option<Instant> {
-        let sighting = *self.sighting.lock().unwrap_or_else(|e| e.into_inner());
+        let sighting = *self.sighting.0.lock().unwrap_or_else(|e| e.into_inner());
         sighting
             .filter(|seen| seen.poll == poll && seen.spotted)
             .map(|seen| seen.since)

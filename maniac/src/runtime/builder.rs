@@ -226,10 +226,11 @@ impl Builder {
     /// or a little more (up to a quarter if it first saw the poll at one of its periodic looks,
     /// up to an eighth to fall just after a timer tick; up to two quanta when the poll starts
     /// unseen, while every other poll is short and the monitor looks less often). After a calm
-    /// period (only short polls, so the monitor looks once every eight quanta), a poll that
-    /// begins beside a worker running short polls is spotted by that worker and preempted about
-    /// a quantum after it began; with no such worker (one worker, or the others parked), up to
-    /// sixteen quanta (`maniac::preempt`, monitor rule 7; Go's sysmon takes up to 20 ms). The
+    /// period (only short polls for ten quanta, so the monitor looks once every eight quanta), a
+    /// poll that begins beside a worker running short polls is spotted by that worker and
+    /// preempted about a quantum and a quarter after it began; with no such worker (one worker,
+    /// or the others parked), after eight to sixteen quanta (`maniac::preempt`, monitor rule 7;
+    /// Go's sysmon takes up to 20 ms). The
     /// request is honoured at the next async-safe
     /// point: at once in the task's own code, later if the task is inside the standard library
     /// or another denied crate (`maniac::preempt`, "What is and is not enforced").
