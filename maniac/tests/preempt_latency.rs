@@ -320,14 +320,78 @@ fn a_woken_task_does_not_wait_behind_preempted_polls() {
     });
 }
 
-/// A hog that starts while the monitor is calm (only short polls for a while, so it looks only
-/// every eight quanta: `preempt::monitor` rules 1 and 7), beside a worker that runs short polls,
-/// is first preempted about a quantum after it began: the other worker spots it and wakes the
-/// monitor. Without the spotting its first preemption waits for two calm looks, eight to sixteen
-/// quanta (checked: with the look in `MonitorShared::maintain_and_spot` disabled this test
-/// fails, the first preemption coming 154–159 ms after the hog began, against 10.1–15.6 ms with
-/// it). A yielder whose worker the OS keeps off the CPU for a quantum mid-poll is preempted too,
-/// and would count here: rare, and it could only make the test pass, not fail.
+/// The quantum of the calm-period tests: long, so that "about one" and "at least eight" stay
+/// apart on a loaded machine.
+const CALM_TEST_QUANTUM: Duration = Duration::from_millis(10);
+
+/// Runs `yielders` tasks of short polls on a `workers`-worker runtime long enough for the monitor
+/// to be calm (`preempt::monitor` rules 1 and 7: its back-off, 2.5 ms doubling up to 80 ms, takes
+/// 155 ms; this waits twice that), then a hog, and returns how long after it began its first
+/// preemption came, with the runtime's figures. A yielder whose worker the OS keeps off the CPU
+/// for a quantum mid-poll is preempted too, and would count: rare, and it can only shorten the
+/// result.
+fn first_preemption_after_a_calm_period(workers: usize, yielders: usize) -> (Duration, String) {
+    let rt = runtime(workers, CALM_TEST_QUANTUM);
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
+    let yielders: Vec<_> = (0..yielders)
+        .map(|_| {
+            let stop = stop.clone();
+            rt.spawn(async move {
+                let mut polls = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    maniac::task::yield_now().await;
+                    polls += 1;
+                }
+                polls
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(320));
+    let before = preemptions(&rt);
+    let (started_tx, started_rx) = mpsc::channel();
+    let hog = rt.spawn({
+        let stop = stop.clone();
+        async move {
+            started_tx.send(Instant::now()).unwrap();
+            hog_until(7, &stop)
+        }
+    });
+    let started = started_rx
+        .recv_timeout(TIMEOUT)
+        .expect("the hog did not start");
+    let deadline = started + TIMEOUT;
+    let first_preemption = loop {
+        if preemptions(&rt) > before {
+            break Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hog was not preempted within {TIMEOUT:?} ({})",
+            figures(&rt)
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    };
+    stop.store(true, Ordering::Relaxed);
+    join_within(hog, TIMEOUT)
+        .expect("the hog did not stop")
+        .expect("the hog failed");
+    for yielder in yielders {
+        let polls = join_within(yielder, TIMEOUT)
+            .expect("a yielder did not stop")
+            .expect("a yielder failed");
+        assert!(polls > 0);
+    }
+    (first_preemption - started, figures(&rt))
+}
+
+/// A hog that starts while the monitor is calm, beside a worker that runs short polls, is first
+/// preempted about a quantum after it began: the other worker spots it and wakes the monitor.
+/// Without the spotting its first preemption waits for two calm looks, eight to sixteen quanta
+/// (checked: with the look in `MonitorShared::maintain_and_spot` disabled this test fails, the
+/// first preemption coming 154–159 ms after the hog began, against 10.1–15.6 ms with it). Many
+/// yielders, so that both workers always have some: a worker that takes the hog keeps its own
+/// yielded tasks (not stealable) until the hog is preempted.
 #[test]
 fn a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker() {
     let test = "a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker";
@@ -335,75 +399,34 @@ fn a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker() {
         return;
     }
     preempt_common::bounded_test(move || {
-        // A long quantum, so that "about one" and "at least eight" stay apart on a loaded machine.
-        let quantum = Duration::from_millis(10);
-        let rt = runtime(2, quantum);
-        let stop = Arc::new(AtomicBool::new(false));
-        let _stop = StopOnDrop(stop.clone());
-        // Many, so that both workers always have some: a worker that takes the hog keeps its
-        // own yielded tasks (not stealable) until the hog is preempted.
-        let yielders: Vec<_> = (0..16)
-            .map(|_| {
-                let stop = stop.clone();
-                rt.spawn(async move {
-                    let mut polls = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        maniac::task::yield_now().await;
-                        polls += 1;
-                    }
-                    polls
-                })
-            })
-            .collect();
-        // Long enough for the monitor's back-off to reach its calm sleep (2.5 ms doubling up to
-        // 80 ms: 155 ms), twice over.
-        std::thread::sleep(Duration::from_millis(320));
-        // (Not necessarily 0: a yielder's worker the OS takes off the CPU mid-poll for a quantum
-        // is preempted too.)
-        let before = preemptions(&rt);
-        let (started_tx, started_rx) = mpsc::channel();
-        let hog = rt.spawn({
-            let stop = stop.clone();
-            async move {
-                started_tx.send(Instant::now()).unwrap();
-                hog_until(7, &stop)
-            }
-        });
-        let started = started_rx
-            .recv_timeout(TIMEOUT)
-            .expect("the hog did not start");
-        let deadline = started + TIMEOUT;
-        let first_preemption = loop {
-            if preemptions(&rt) > before {
-                break Instant::now();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the hog was not preempted within {TIMEOUT:?} ({})",
-                figures(&rt)
-            );
-            std::thread::sleep(Duration::from_micros(100));
-        };
-        stop.store(true, Ordering::Relaxed);
-        join_within(hog, TIMEOUT)
-            .expect("the hog did not stop")
-            .expect("the hog failed");
-        for yielder in yielders {
-            let polls = join_within(yielder, TIMEOUT)
-                .expect("a yielder did not stop")
-                .expect("a yielder failed");
-            assert!(polls > 0);
-        }
-        let took = first_preemption - started;
-        println!(
-            "{test}: first preemption {took:?} after the hog began; {}",
-            figures(&rt)
-        );
+        let (took, figures) = first_preemption_after_a_calm_period(2, 16);
+        println!("{test}: first preemption {took:?} after the hog began; {figures}");
+        let bound = CALM_TEST_QUANTUM * 4;
         assert!(
-            took <= quantum * 4,
+            took <= bound,
             "the hog that began in a calm period was first preempted {took:?} after it began, \
-             over four quanta ({quantum:?} each): nobody spotted it ({})",
-            figures(&rt)
+             over four quanta ({bound:?}): nobody spotted it ({figures})"
+        );
+    });
+}
+
+/// A hog that starts while the monitor is calm, with no other worker to spot it, is found by the
+/// calm looks: first preempted within two calm sleeps (sixteen quanta) plus the monitor's
+/// lateness, not left running.
+#[test]
+fn a_lone_hog_that_starts_in_a_calm_period_is_found_by_the_calm_looks() {
+    let test = "a_lone_hog_that_starts_in_a_calm_period_is_found_by_the_calm_looks";
+    if !supported(test) {
+        return;
+    }
+    preempt_common::bounded_test(move || {
+        let (took, figures) = first_preemption_after_a_calm_period(1, 1);
+        println!("{test}: first preemption {took:?} after the hog began; {figures}");
+        let bound = CALM_TEST_QUANTUM * 26;
+        assert!(
+            took <= bound,
+            "the lone hog that began in a calm period was first preempted {took:?} after it \
+             began, over two calm sleeps and ten quanta ({bound:?}) ({figures})"
         );
     });
 }
