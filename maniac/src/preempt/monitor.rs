@@ -545,30 +545,29 @@ impl MonitorShared {
         // The next other worker in a poll, in turn (a look at a parked one would be wasted).
         let look = due.then(|| {
             let candidates = (spotter.next..spotter.next + workers).map(|at| at % workers);
-            let mut first_other = None;
             for target in candidates.filter(|&target| target != index) {
-                first_other.get_or_insert(target);
                 if let Some(poll) = self.slots[target].running_poll() {
                     spotter.next = target + 1;
-                    return (target, Some(poll));
+                    return Some((target, poll));
                 }
             }
-            let target = first_other.expect("two workers or more");
-            spotter.next = target + 1;
-            (target, None)
+            spotter.next += 1;
+            None
         });
         // The clock after the poll state: the poll began before this time, so a poll first seen
         // now is not taken to have run longer than it has.
         let now = maintain();
         spotter.last_maintenance = Some(now);
-        let Some((target, running)) = look else {
+        let Some(look) = look else {
             return;
         };
         spotter.next_look = Some(judged_at.unwrap_or(now) + self.quantum / 8);
+        let Some((target, poll)) = look else {
+            return;
+        };
         let slot = &self.slots[target];
-        let news = running.is_some_and(|poll| {
-            slot.poll_start(poll).is_none() && slot.sight(poll, now, spot_after(self.quantum))
-        });
+        let news =
+            slot.poll_start(poll).is_none() && slot.sight(poll, now, spot_after(self.quantum));
         if news {
             self.spotted.store(true, Ordering::Relaxed);
             let _lock = self.stop.lock().unwrap_or_else(|e| e.into_inner());
@@ -872,8 +871,10 @@ mod tests {
         look(&mut first, 0, t0); // slot 1: first sighting
         look(&mut first, 0, t0); // slot 2
         let late = t0 + spot_after(QUANTUM);
-        look(&mut second, 2, late - Duration::from_micros(1)); // slot 0: not in a poll
-        look(&mut second, 2, late - Duration::from_micros(1)); // slot 1
+        // Slot 1, slot 0 (not in a poll) skipped; then slot 1 again.
+        look(&mut second, 2, late - Duration::from_micros(1));
+        look(&mut second, 2, late - Duration::from_micros(1));
+        assert_eq!(second.next, 2);
         assert!(
             shared.slots[1].spotted_since(long).is_none(),
             "spotted too soon"
