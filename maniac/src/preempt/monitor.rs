@@ -814,16 +814,21 @@ mod tests {
         assert_eq!(shared.slots[0].running_poll(), Some(next));
     }
 
-    /// Rule 7: a poll another worker spotted is timed from when that worker first saw it, calm
-    /// or not.
+    /// One worker in a poll: the monitor, its watches and that poll.
+    fn one_worker_in_a_poll() -> (MonitorShared, Watches, u64) {
+        let shared = monitor(1, QUANTUM, Instant::now());
+        shared.slots[0].begin_poll();
+        let poll = shared.slots[0].running_poll().unwrap();
+        (shared, watches(1), poll)
+    }
+
+    /// Rule 7: a poll another worker spotted is timed, by a calm monitor, from when a worker
+    /// first saw it.
     #[test]
     fn a_spotted_poll_runs_since_it_was_first_seen() {
-        let shared = monitor(1, QUANTUM, Instant::now());
+        let (shared, mut watches, poll) = one_worker_in_a_poll();
         let slot = &shared.slots[0];
-        let mut watches = watches(1);
         let period = QUANTUM / 4;
-        slot.begin_poll();
-        let poll = slot.running_poll().unwrap();
         let seen = Instant::now();
         let spotted = seen + spot_after(QUANTUM);
         assert!(!slot.sight(poll, seen, spot_after(QUANTUM)));
@@ -1011,12 +1016,9 @@ mod tests {
     /// that first sighting once it is spotted.
     #[test]
     fn a_poll_seen_at_a_calm_look_and_spotted_later_runs_since_its_first_sighting() {
-        let shared = monitor(1, QUANTUM, Instant::now());
+        let (shared, mut watches, poll) = one_worker_in_a_poll();
         let slot = &shared.slots[0];
-        let mut watches = watches(1);
         let period = QUANTUM / 4;
-        slot.begin_poll();
-        let poll = slot.running_poll().unwrap();
         let t0 = Instant::now();
         assert!(!slot.sight(poll, t0, spot_after(QUANTUM)));
         let calm_look = shared.look(0, &mut watches, t0 + QUANTUM * 7 / 10, period, true);
