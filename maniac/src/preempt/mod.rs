@@ -5,12 +5,11 @@
 //! ## The mechanism
 //! 1. **Noticing.** Every worker marks the start and the end of each poll in its slot (two plain
 //!    stores: no system call, and a clock read only in the few polls after a preemption, which
-//!    note when they began; `slot`). A monitor thread per runtime looks at
-//!    a slot when the poll it times there reaches its quantum, and otherwise up to four times a
-//!    quantum (backing off to once every eight quanta while every poll it sees is short; the
-//!    workers then spot long polls for it), sleeps while every worker is parked, and sends the
-//!    worker's
-//!    thread a signal only when the *same* poll has been running for at least the quantum
+//!    note when they began; `slot`). A monitor thread per runtime looks at a slot when the poll
+//!    it times there reaches its quantum, and otherwise up to four times a quantum (backing off
+//!    to once every eight quanta while every poll it sees is short; the workers then spot long
+//!    polls for it), sleeps while every worker is parked, and sends the worker's thread a
+//!    signal only when the *same* poll has been running for at least the quantum
 //!    (`monitor`). Requests coalesce: one pending signal per worker at most. While polls
 //!    overrun, the monitor runs at real-time priority where it may, so that its looks are not
 //!    late behind the very polls they are for.

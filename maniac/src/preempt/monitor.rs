@@ -11,8 +11,8 @@
 //!    quanta have passed since its last request, up to [`CALM_QUANTA`] quanta: from a sleep of
 //!    one quantum on it is then *calm* (rule 7). Each look costs a context switch, and on our
 //!    machines a thread that merely wakes a thousand times a second slows latency-bound work on
-//!    the other threads by about a tenth, tokio's as much as maniac's (BENCHMARKS.md,
-//!    "Preemption": the foundation suite's `chained_spawn`).
+//!    the other threads by about a tenth (tokio's by more: BENCHMARKS.md, "Preemption", the
+//!    foundation suite's `chained_spawn`).
 //! 2. A worker whose *same* poll has run for at least the quantum gets a request: the pending
 //!    flag, then `pthread_kill`. A poll runs since the monitor first saw it, or, for the few
 //!    polls right after a preemption on its worker, since it noted its start (`slot` module
@@ -69,7 +69,8 @@
 //!    maintenances every 3 ms: up to 7 ms); never later than the calm looks. A hog with no
 //!    worker in short polls beside it (one worker; the others parked, or hogs themselves) waits
 //!    for the calm looks: with the others parked it delays only what waits on its own worker
-//!    (its LIFO slot, its preempted polls), as queued tasks wake a parked worker to steal them.
+//!    (its LIFO slot, its yielded tasks, its preempted polls), as tasks queued where others can
+//!    take them wake a parked worker to steal them.
 //!    A request ends the calm at once, and the monitor is not calm again before [`RELAX_AFTER`]
 //!    quanta without one: a preempted hog that resumes after more polls than note their start
 //!    (`slot` module doc) is timed as in rule 2. After every worker was parked the monitor stays
