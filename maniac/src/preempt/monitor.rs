@@ -180,19 +180,12 @@ impl Monitor {
         config: PreemptionConfig,
         timer_ticks: (Instant, Duration),
     ) -> std::io::Result<Monitor> {
-        let shared = Arc::new(MonitorShared {
+        let shared = Arc::new(MonitorShared::new(
+            workers,
+            config.quantum,
+            config.signal,
             timer_ticks,
-            slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
-            quantum: config.quantum,
-            signal: config.signal,
-            sleeping: AtomicBool::new(false),
-            calm: AtomicBool::new(false),
-            spotted: AtomicBool::new(false),
-            realtime_permitted: AtomicBool::new(false),
-            reported_stuck: AtomicBool::new(false),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        });
+        ));
         let thread = {
             let shared = shared.clone();
             thread::Builder::new()
@@ -224,8 +217,7 @@ impl Monitor {
     pub(crate) fn worker_unparked(&self, slot: &WorkerSlot) {
         slot.set_parked(false);
         if self.shared.sleeping.load(Ordering::SeqCst) {
-            let _lock = self.shared.stop.lock().unwrap_or_else(|e| e.into_inner());
-            self.shared.wake.notify_one();
+            self.shared.wake_monitor();
         }
     }
 
@@ -266,6 +258,33 @@ fn set_realtime(thread: libc::pthread_t, realtime: bool) -> bool {
 }
 
 impl MonitorShared {
+    fn new(
+        workers: usize,
+        quantum: Duration,
+        signal: libc::c_int,
+        timer_ticks: (Instant, Duration),
+    ) -> MonitorShared {
+        MonitorShared {
+            slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
+            quantum,
+            timer_ticks,
+            signal,
+            sleeping: AtomicBool::new(false),
+            calm: AtomicBool::new(false),
+            spotted: AtomicBool::new(false),
+            realtime_permitted: AtomicBool::new(false),
+            reported_stuck: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Wakes the monitor from either of its sleeps (rules 3 and 7).
+    fn wake_monitor(&self) {
+        let _lock = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        self.wake.notify_one();
+    }
+
     fn stopped(&self) -> bool {
         *self.stop.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -280,12 +299,12 @@ impl MonitorShared {
             workers: vec![Watch::default(); self.slots.len()],
             delay: INITIAL_DELAY,
         };
-        // Rule 4: since when no request was sent, while at real-time priority.
-        let mut realtime: Option<Instant> = None;
-        // Rule 7: whether the next look is calm (and the workers spot for it meanwhile), and
-        // when the last request was sent.
-        let mut calm = false;
+        // Rule 4: whether the monitor runs at real-time priority; rules 4 and 7: when the last
+        // request was sent; rule 7: whether the next look is calm (and the workers spot for it
+        // meanwhile).
+        let mut realtime = false;
         let mut last_request: Option<Instant> = None;
+        let mut calm = false;
         while !self.stopped() {
             let now = Instant::now();
             let mut any_long = false;
@@ -299,13 +318,14 @@ impl MonitorShared {
                 all_timed &= look.due.is_some();
                 next_due = earliest(next_due, look.due);
             }
-            realtime = self.adjust_priority(realtime, requested, now);
             if requested {
                 last_request = Some(now);
             }
+            let settled = self.settled(last_request, now);
+            realtime = self.adjust_priority(realtime, requested, settled);
             if self.slots.iter().all(WorkerSlot::is_parked) {
                 // Rule 4: nothing overruns while every worker is parked.
-                if realtime.take().is_some() {
+                if std::mem::take(&mut realtime) {
                     // SAFETY: pthread_self has no preconditions.
                     set_realtime(unsafe { libc::pthread_self() }, false);
                 }
@@ -313,8 +333,7 @@ impl MonitorShared {
                 watches.workers.fill(Watch::default());
             } else {
                 let next_calm;
-                (sleep, next_calm) =
-                    self.back_off(sleep, period, any_long || requested, last_request, now);
+                (sleep, next_calm) = self.back_off(sleep, period, any_long || requested, settled);
                 if calm != next_calm {
                     calm = next_calm;
                     self.calm.store(calm, Ordering::Relaxed);
@@ -329,23 +348,25 @@ impl MonitorShared {
         }
     }
 
-    /// Rules 1 and 7, after a look at `now` that found a poll running since the previous look or
-    /// sent a request (`overran`), or neither: the sleep until the next periodic look, and
-    /// whether that look is calm.
-    /// The sleep doubles from `period` while no poll overran, up to one quantum and, once
-    /// [`RELAX_AFTER`] quanta have passed since the last request, up to [`CALM_QUANTA`] of them:
-    /// a preempted hog that resumes after more polls than note their start (`slot` module doc)
-    /// is then still timed as in rule 2, not left to the calm looks.
+    /// Rules 4 and 7: whether [`RELAX_AFTER`] quanta have passed, at `now`, since the last
+    /// request.
+    fn settled(&self, last_request: Option<Instant>, now: Instant) -> bool {
+        last_request.is_none_or(|at| now.saturating_duration_since(at) > self.quantum * RELAX_AFTER)
+    }
+
+    /// Rules 1 and 7, after a look that found a poll running since the previous look or sent a
+    /// request (`overran`), or neither: the sleep until the next periodic look, and whether that
+    /// look is calm. The sleep doubles from `period` while no poll overran, up to one quantum
+    /// and, once the monitor has `settled`, up to [`CALM_QUANTA`] of them: a preempted hog that
+    /// resumes after more polls than note their start (`slot` module doc) is then still timed as
+    /// in rule 2, not left to the calm looks.
     fn back_off(
         &self,
         sleep: Duration,
         period: Duration,
         overran: bool,
-        last_request: Option<Instant>,
-        now: Instant,
+        settled: bool,
     ) -> (Duration, bool) {
-        let settled = last_request
-            .is_none_or(|at| now.saturating_duration_since(at) > self.quantum * RELAX_AFTER);
         let one_quantum = self.quantum.max(period);
         let longest = if settled {
             one_quantum * CALM_QUANTA
@@ -360,25 +381,18 @@ impl MonitorShared {
         (sleep, settled && sleep >= self.quantum)
     }
 
-    /// Rule 4, after a look: returns when the monitor last requested while it is real-time.
-    fn adjust_priority(
-        &self,
-        realtime: Option<Instant>,
-        requested: bool,
-        now: Instant,
-    ) -> Option<Instant> {
+    /// Rule 4, after a look: whether the monitor is to run at real-time priority, given whether
+    /// it does (`realtime`), sent a request at this look, and has `settled` since the last one.
+    fn adjust_priority(&self, realtime: bool, requested: bool, settled: bool) -> bool {
         // SAFETY: pthread_self has no preconditions.
         let this_thread = || unsafe { libc::pthread_self() };
-        match realtime {
-            _ if requested && realtime.is_some() => Some(now),
-            None if requested && self.realtime_permitted.load(Ordering::Relaxed) => {
-                set_realtime(this_thread(), true).then_some(now)
-            }
-            Some(since) if now - since > self.quantum * RELAX_AFTER => {
-                set_realtime(this_thread(), false);
-                None
-            }
-            unchanged => unchanged,
+        if requested && !realtime && self.realtime_permitted.load(Ordering::Relaxed) {
+            set_realtime(this_thread(), true)
+        } else if realtime && settled {
+            set_realtime(this_thread(), false);
+            false
+        } else {
+            realtime
         }
     }
 
@@ -571,8 +585,7 @@ impl MonitorShared {
             slot.poll_start(poll).is_none() && slot.sight(poll, now, spot_after(self.quantum));
         if news {
             self.spotted.store(true, Ordering::Relaxed);
-            let _lock = self.stop.lock().unwrap_or_else(|e| e.into_inner());
-            self.wake.notify_one();
+            self.wake_monitor();
         }
     }
 
@@ -597,19 +610,7 @@ mod tests {
     /// A monitor's shared state with `workers` slots and no thread: its signals find no worker
     /// thread to go to, so every request is withdrawn at once (`MonitorShared::signal`).
     fn monitor(workers: usize, quantum: Duration, origin: Instant) -> MonitorShared {
-        MonitorShared {
-            slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
-            quantum,
-            timer_ticks: (origin, TICK),
-            signal: libc::SIGURG,
-            sleeping: AtomicBool::new(false),
-            calm: AtomicBool::new(false),
-            spotted: AtomicBool::new(false),
-            realtime_permitted: AtomicBool::new(false),
-            reported_stuck: AtomicBool::new(false),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        }
+        MonitorShared::new(workers, quantum, libc::SIGURG, (origin, TICK))
     }
 
     fn watches(workers: usize) -> Watches {
@@ -983,7 +984,7 @@ mod tests {
         let mut steps = Vec::new();
         for _ in 0..6 {
             let calm;
-            (sleep, calm) = shared.back_off(sleep, period, false, None, now);
+            (sleep, calm) = shared.back_off(sleep, period, false, shared.settled(None, now));
             steps.push((sleep, calm));
         }
         let q = QUANTUM;
@@ -998,17 +999,14 @@ mod tests {
                 (q * 8, true)
             ]
         );
+        assert_eq!(shared.back_off(q * 8, period, true, true), (period, false));
+        let settled = |at| shared.settled(Some(now), at);
         assert_eq!(
-            shared.back_off(q * 8, period, true, None, now),
-            (period, false)
-        );
-        let asked = Some(now);
-        assert_eq!(
-            shared.back_off(q, period, false, asked, now + q * 5),
+            shared.back_off(q, period, false, settled(now + q * 5)),
             (q, false)
         );
         assert_eq!(
-            shared.back_off(q, period, false, asked, now + q * 11),
+            shared.back_off(q, period, false, settled(now + q * 11)),
             (q * 2, true)
         );
     }

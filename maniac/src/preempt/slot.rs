@@ -9,7 +9,7 @@
 //! longer runs); resuming it begins a new one. The monitor reads it and takes "the same
 //! sequence number, in a poll, at two looks a quantum apart" to mean "one poll has run for a
 //! quantum". `starts_to_note` is the countdown of the next section.
-
+//!
 //! ## `requested`
 //! `REQUESTED | sequence` of the poll a request is for (zero: none; sequence numbers have 59
 //! bits). Set by the monitor

@@ -457,22 +457,7 @@ impl WorkerContext {
             let maintenance_due = self.core().maintenance_due()
                 || self.slot().is_some_and(WorkerSlot::take_preempted);
             if maintenance_due {
-                match &self.shared.preemption {
-                    Some(preemption) => {
-                        // Not `self.core().index` in the call: that borrow would last through
-                        // it, and the drivers' wake-ups would all go to the injector.
-                        let index = self.core().index;
-                        let mut spotter = self.spotter.borrow_mut();
-                        preemption.maintain_and_spot(index, &mut spotter, || {
-                            debug_assert!(
-                                self.core.try_borrow_mut().is_ok(),
-                                "maniac: the core is borrowed across the maintenance"
-                            );
-                            self.shared.maintain()
-                        });
-                    }
-                    None => drop(self.shared.maintain()),
-                }
+                self.maintain();
             }
             match self.find_work() {
                 Some(Work::Task(task)) => {
@@ -485,6 +470,27 @@ impl WorkerContext {
             }
         }
         Exit::Stopped
+    }
+
+    /// The drivers' maintenance (`Shared::maintain`), with the spotting for a calm preemption
+    /// monitor around it (`preempt::monitor` rule 7). No borrow of the core across it: the
+    /// drivers' wake-ups schedule onto it, and with the core borrowed they would all go to the
+    /// injector.
+    fn maintain(&self) {
+        let maintain = || {
+            debug_assert!(
+                self.core.try_borrow_mut().is_ok(),
+                "maniac: the core is borrowed across the maintenance"
+            );
+            self.shared.maintain()
+        };
+        match &self.shared.preemption {
+            Some(preemption) => {
+                let index = self.core().index;
+                preemption.maintain_and_spot(index, &mut self.spotter.borrow_mut(), maintain);
+            }
+            None => drop(maintain()),
+        }
     }
 
     /// Polls `task`, then the tasks it puts in the LIFO slot (at most `MAX_LIFO_POLLS` in a row).
