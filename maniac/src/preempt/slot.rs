@@ -121,10 +121,10 @@ pub(crate) struct WorkerSlot {
     /// When it began, in nanoseconds since `epoch`.
     started_at: AtomicU64,
     epoch: Instant,
-    /// The worker's pthread, for `pthread_kill`, while the thread runs. The monitor signals with
-    /// the lock held and the worker clears it (under the lock) before it exits, so no signal is
-    /// ever sent to a thread that is gone.
-    thread: Mutex<Option<libc::pthread_t>>,
+    /// The worker thread, for `tgkill`, while it runs. The monitor signals with the lock held
+    /// and the worker clears it (under the lock) before it exits, so no signal is ever sent to a
+    /// thread that is gone (nor to a later thread that reused its id).
+    thread: Mutex<Option<KernelThread>>,
     preemptions: AtomicU64,
     /// Polls preempted on this worker that have not resumed yet (for the monitor's report of
     /// a worker that looks deadlocked, `monitor` rule 6).
@@ -138,6 +138,16 @@ pub(crate) struct WorkerSlot {
     /// spotters' lock must not take the line of `poll_state`, which the worker stores to every
     /// poll.
     sighting: OwnLine<Mutex<Option<Sighting>>>,
+}
+
+/// A thread as `tgkill` names it. `tgkill` rather than `pthread_kill`: glibc's blocks and
+/// unblocks every signal around the call and asks for the process id each time (three more
+/// system calls per request, on the monitor's path to every preemption); our own lock already
+/// gives what that blocking protects (the thread cannot exit meanwhile).
+#[derive(Debug, Clone, Copy)]
+struct KernelThread {
+    process: libc::pid_t,
+    thread: libc::pid_t,
 }
 
 /// A field on cache lines of its own (as in `WorkerSlot`'s alignment).
@@ -176,14 +186,20 @@ impl WorkerSlot {
         }
     }
 
-    fn thread_lock(&self) -> std::sync::MutexGuard<'_, Option<libc::pthread_t>> {
+    fn thread_lock(&self) -> std::sync::MutexGuard<'_, Option<KernelThread>> {
         self.thread.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// On the worker thread, before it runs anything: which thread to signal.
     pub(crate) fn attach_current_thread(&self) {
-        // SAFETY: pthread_self has no preconditions.
-        *self.thread_lock() = Some(unsafe { libc::pthread_self() });
+        // SAFETY: getpid and gettid have no preconditions.
+        let current = unsafe {
+            KernelThread {
+                process: libc::getpid(),
+                thread: libc::gettid(),
+            }
+        };
+        *self.thread_lock() = Some(current);
     }
 
     /// On the worker thread, before it exits: no more signals.
@@ -196,9 +212,12 @@ impl WorkerSlot {
     pub(crate) fn send(&self, signal: libc::c_int) -> bool {
         let thread = self.thread_lock();
         match *thread {
-            // SAFETY: the thread is alive: it clears this field under this lock before it
-            // exits, and the lock is held until the call returns.
-            Some(thread) => unsafe { libc::pthread_kill(thread, signal) == 0 },
+            // SAFETY: tgkill only sends a signal; the thread is alive (it clears this field
+            // under this lock before it exits, and the lock is held until the call returns), so
+            // the id names no other thread.
+            Some(KernelThread { process, thread }) => unsafe {
+                libc::syscall(libc::SYS_tgkill, process, thread, signal) == 0
+            },
             None => false,
         }
     }

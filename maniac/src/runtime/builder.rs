@@ -250,7 +250,7 @@ impl Builder {
 
     /// Whether the preemption monitor raises itself to the lowest real-time priority
     /// (`SCHED_FIFO` 1) while polls overrun their quantum (default `true`). It sleeps between
-    /// looks and does a few loads and at most one `pthread_kill` per worker at each, so it takes
+    /// looks and does a few loads and at most one `tgkill` per worker at each, so it takes
     /// little CPU at any priority; what the priority buys is that it runs *when* it wakes: at
     /// normal priority, on a machine whose cores the workers' hogs keep busy, it queues behind
     /// them and preemptions come late (BENCHMARKS.md, "Preemption", measures both). It drops
