@@ -125,6 +125,7 @@ pub(crate) use slot::WorkerSlot;
 pub use slot::{DeferReason, WorkerPreemptionStats};
 
 use crate::runtime::context;
+use crate::time::TickGrid;
 
 /// The shortest quantum `Builder::preemption_quantum` accepts.
 pub const MIN_QUANTUM: Duration = Duration::from_micros(100);
@@ -250,12 +251,12 @@ pub(crate) struct Preemption {
 
 impl Preemption {
     /// Starts preemption for `workers` workers, or says once why it cannot (then `None`: the
-    /// runtime is cooperative). `timer_ticks` is the time driver's grid: its first tick and its
-    /// period (`monitor` rule 2 preempts just after its ticks).
+    /// runtime is cooperative). `timer_ticks` are the time driver's (`monitor` rule 2
+    /// preempts just after them).
     pub(crate) fn start(
         workers: usize,
         config: PreemptionConfig,
-        timer_ticks: (Instant, Duration),
+        timer_ticks: TickGrid,
     ) -> io::Result<Option<Preemption>> {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         {

@@ -84,6 +84,7 @@ use std::time::{Duration, Instant};
 use super::{PreemptionConfig, Spotter};
 
 use super::slot::WorkerSlot;
+use crate::time::TickGrid;
 
 /// What one look at a worker found (rule 2).
 #[derive(Debug, Default)]
@@ -151,8 +152,8 @@ pub(crate) const STUCK_REPORT: Duration = Duration::from_secs(1);
 pub(crate) struct MonitorShared {
     pub(crate) slots: Box<[WorkerSlot]>,
     quantum: Duration,
-    /// The time driver's first tick and period (rule 2).
-    timer_ticks: (Instant, Duration),
+    /// The time driver's ticks (rule 2).
+    timer_ticks: TickGrid,
     pub(crate) signal: libc::c_int,
     sleeping: AtomicBool,
     /// Whether the monitor is calm: workers spot for it (rule 7).
@@ -178,7 +179,7 @@ impl Monitor {
     pub(crate) fn start(
         workers: usize,
         config: PreemptionConfig,
-        timer_ticks: (Instant, Duration),
+        timer_ticks: TickGrid,
     ) -> std::io::Result<Monitor> {
         let shared = Arc::new(MonitorShared::new(
             workers,
@@ -262,7 +263,7 @@ impl MonitorShared {
         workers: usize,
         quantum: Duration,
         signal: libc::c_int,
-        timer_ticks: (Instant, Duration),
+        timer_ticks: TickGrid,
     ) -> MonitorShared {
         MonitorShared {
             slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
@@ -493,12 +494,10 @@ impl MonitorShared {
     /// Rule 2: the first timer tick at or after `at`, if it comes within an eighth of a quantum
     /// (else `at`).
     fn after_timer_tick(&self, at: Instant) -> Instant {
-        let (origin, tick) = self.timer_ticks;
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let past_tick = nanos(at.saturating_duration_since(origin)) % nanos(tick).max(1);
-        let to_tick = Duration::from_nanos(nanos(tick) - past_tick);
-        if past_tick != 0 && to_tick <= self.quantum / 8 {
-            at + to_tick
+        let ticks = self.timer_ticks;
+        let tick = ticks.instant(ticks.tick_at_or_after(at));
+        if tick - at <= self.quantum / 8 {
+            tick
         } else {
             at
         }
@@ -605,12 +604,11 @@ mod tests {
     use super::*;
 
     const QUANTUM: Duration = Duration::from_millis(1);
-    const TICK: Duration = Duration::from_micros(100);
 
     /// A monitor's shared state with `workers` slots and no thread: its signals find no worker
     /// thread to go to, so every request is withdrawn at once (`MonitorShared::signal`).
     fn monitor(workers: usize, quantum: Duration, origin: Instant) -> MonitorShared {
-        MonitorShared::new(workers, quantum, libc::SIGURG, (origin, TICK))
+        MonitorShared::new(workers, quantum, libc::SIGURG, TickGrid::new(origin))
     }
 
     fn watches(workers: usize) -> Watches {

@@ -214,11 +214,7 @@ impl Shared {
             Box::new(move || io.unpark())
         }));
         let preemption = match config.preemption {
-            Some(preemption) => Preemption::start(
-                config.workers,
-                preemption,
-                (time.origin(), crate::time::TICK),
-            )?,
+            Some(preemption) => Preemption::start(config.workers, preemption, time.ticks())?,
             None => None,
         };
         let remotes = cores

@@ -33,8 +33,39 @@ const NOT_PARKED: u64 = 0;
 /// it.
 const UNTIL_WOKEN: u64 = u64::MAX;
 
+/// The driver's ticks (rule 1): tick `n` is `n` × [`TICK`] after the origin. Shared with the
+/// preemption monitor, which preempts just after a tick (`monitor` rule 2).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TickGrid {
+    origin: Instant,
+}
+
+impl TickGrid {
+    pub(crate) fn new(origin: Instant) -> TickGrid {
+        TickGrid { origin }
+    }
+
+    /// The tick `at` falls on, rounded up.
+    pub(crate) fn tick_at_or_after(self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.origin);
+        u64::try_from(since.as_nanos().div_ceil(TICK_NANOS)).unwrap_or(u64::MAX - 1)
+    }
+
+    /// The tick `at` falls in, rounded down.
+    fn tick_at_or_before(self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.origin);
+        u64::try_from(since.as_nanos() / TICK_NANOS).unwrap_or(u64::MAX - 1)
+    }
+
+    /// When `tick` comes (ticks beyond 584 years from the origin saturate there).
+    pub(crate) fn instant(self, tick: u64) -> Instant {
+        const NANOS: u64 = TICK_NANOS as u64;
+        self.origin + Duration::from_nanos(tick.saturating_mul(NANOS))
+    }
+}
+
 pub(crate) struct TimeDriver {
-    start: Instant,
+    ticks: TickGrid,
     wheel: Mutex<Wheel>,
     /// Rule 3.
     sleeping_until: AtomicU64,
@@ -46,7 +77,7 @@ pub(crate) struct TimeDriver {
 impl std::fmt::Debug for TimeDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimeDriver")
-            .field("start", &self.start)
+            .field("ticks", &self.ticks)
             .finish_non_exhaustive()
     }
 }
@@ -54,7 +85,7 @@ impl std::fmt::Debug for TimeDriver {
 impl TimeDriver {
     pub(crate) fn new(unpark: Box<dyn Fn() + Send + Sync>) -> TimeDriver {
         TimeDriver {
-            start: Instant::now(),
+            ticks: TickGrid::new(Instant::now()),
             wheel: Mutex::new(Wheel::new()),
             sleeping_until: AtomicU64::new(NOT_PARKED),
             unpark,
@@ -67,22 +98,9 @@ impl TimeDriver {
         preempt::lock(&self.wheel)
     }
 
-    /// When tick 0 was (rule 1).
-    pub(crate) fn origin(&self) -> Instant {
-        self.start
-    }
-
-    /// Rule 1: the tick a deadline falls on, rounded up.
-    fn deadline_tick(&self, deadline: Instant) -> u64 {
-        let since = deadline.saturating_duration_since(self.start);
-        let ticks = since.as_nanos().div_ceil(TICK_NANOS);
-        u64::try_from(ticks).unwrap_or(u64::MAX - 1)
-    }
-
-    /// Rule 1: the tick `now` falls in, rounded down.
-    fn tick_at(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.start);
-        u64::try_from(since.as_nanos() / TICK_NANOS).unwrap_or(u64::MAX - 1)
+    /// Rule 1's ticks.
+    pub(crate) fn ticks(&self) -> TickGrid {
+        self.ticks
     }
 
     /// Registers a timer due at `deadline`; `None` if it is already due (rule 4 of the wheel).
@@ -96,7 +114,7 @@ impl TimeDriver {
                  while their runtime runs"
             );
         }
-        let tick = self.deadline_tick(deadline);
+        let tick = self.ticks.tick_at_or_after(deadline);
         let inserted = self.wheel().insert(tick, waker.clone());
         match inserted {
             Inserted::Due => None,
@@ -126,7 +144,8 @@ impl TimeDriver {
     /// it with the preemption monitor's spotting). Returns how many fired.
     pub(crate) fn process(&self, now: Instant) -> usize {
         let mut fired = Vec::new();
-        self.wheel().advance(self.tick_at(now), &mut fired);
+        self.wheel()
+            .advance(self.ticks.tick_at_or_before(now), &mut fired);
         let count = fired.len();
         for waker in fired {
             waker.wake();
@@ -148,8 +167,9 @@ impl TimeDriver {
             (again, first) => again.or(first),
         };
         next.map(|tick| {
-            let due = self.start + TICK.saturating_mul(u32::try_from(tick).unwrap_or(u32::MAX));
-            due.saturating_duration_since(Instant::now())
+            self.ticks
+                .instant(tick)
+                .saturating_duration_since(Instant::now())
         })
     }
 
@@ -161,5 +181,33 @@ impl TimeDriver {
     /// Rule 4.
     pub(crate) fn shut_down(&self) {
         self.shutdown.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rule 1: deadlines round up, the present rounds down, so a timer never fires early.
+    #[test]
+    fn ticks_round_deadlines_up_and_the_present_down() {
+        let origin = Instant::now();
+        let ticks = TickGrid::new(origin);
+        let at = |micros| origin + Duration::from_micros(micros);
+        assert_eq!(ticks.tick_at_or_after(at(0)), 0);
+        assert_eq!(ticks.tick_at_or_after(at(1)), 1);
+        assert_eq!(ticks.tick_at_or_after(at(100)), 1);
+        assert_eq!(ticks.tick_at_or_after(at(101)), 2);
+        assert_eq!(ticks.tick_at_or_before(at(199)), 1);
+        assert_eq!(ticks.tick_at_or_before(at(200)), 2);
+        assert_eq!(ticks.instant(3), at(300));
+        // Before the origin: tick 0.
+        let before = origin.checked_sub(Duration::from_millis(1));
+        if let Some(before) = before {
+            assert_eq!(ticks.tick_at_or_after(before), 0);
+        }
+        // The farthest tick saturates instead of overflowing.
+        let far = ticks.instant(u64::MAX);
+        assert!(far > origin + Duration::from_secs(500 * 365 * 24 * 3600));
     }
 }

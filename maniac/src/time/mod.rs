@@ -15,7 +15,7 @@ mod sleep;
 mod timeout;
 mod wheel;
 
-pub(crate) use driver::{TICK, TimeDriver};
+pub(crate) use driver::{TickGrid, TimeDriver};
 pub use instant::Instant;
 pub use interval::{Interval, MissedTickBehavior, interval, interval_at};
 pub use sleep::{Sleep, sleep, sleep_until};
