@@ -14,6 +14,12 @@
 # medians over the repetitions, with the ratios of its p99 and p99.9 to Go's and to
 # maniac_1ms's, and how often the machine itself took a busy thread's core away (`cpu_gaps`, run
 # before each repetition): the floor under every tail latency.
+#
+# Then the cost of a preemption, maniac against Go: for each repetition, Go's preempt_cost
+# (maniac-bench/go/cost: 2W goroutines of about 500 ms of arithmetic each, with
+# GODEBUG=asyncpreemptoff=1 and without, back to back, order alternating) and
+# `maniac-bench --only preempt_cost --reps 1` (off, and quanta of 10 ms (Go's slice), 1 ms and
+# 100 µs); a table of the medians of the per-repetition throughput loss and cost per preemption.
 set -euo pipefail
 
 reps=3 workers=$(nproc) seconds=2
@@ -43,6 +49,7 @@ target=${CARGO_TARGET_DIR:-target}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/latency_go" maniac-bench/go/latency.go
+(cd maniac-bench/go/cost && go build -o "$work/cost_go" .)
 
 # Runs one contender family and appends its JSON lines to $work/results.
 run_go() {
@@ -90,3 +97,43 @@ echo "the machine's own gaps (medians): $workers spinning threads lost their cor
     "$(field cpu_gaps longest_us | median) us"
 echo "goal: maniac's p99.9 within one quantum + 200 us (1200 us at 1 ms, 300 us at 100 us);" \
     "Go about 10-20 ms (it preempts after 10 ms); tokio and maniac_off about a hog's job or more"
+
+echo
+echo "cost of a preemption: $((2 * workers)) tasks of about 500 ms of arithmetic on $workers" \
+    "workers, process CPU time with preemption off and on, $reps repetitions"
+steps=$("$work/cost_go" -workers "$workers" -calibrate)
+run_go_cost() {
+    GODEBUG=asyncpreemptoff=$1 "$work/cost_go" -workers "$workers" -steps "$steps" |
+        tee -a "$work/cost_go_$1"
+}
+for rep in $(seq "$reps"); do
+    echo "rep $rep"
+    if [ $((rep % 2)) -eq 1 ]; then run_go_cost 1; run_go_cost 0; else run_go_cost 0; run_go_cost 1; fi
+    "$target/release/maniac-bench" --only preempt_cost --reps 1 --json --workers "$workers" \
+        2>/dev/null | tee -a "$work/cost_maniac"
+done
+
+# Field $1 (a number) of the JSON lines on stdin.
+json() { sed -E "s/.*\"$1\":([-0-9.e+]+).*/\1/"; }
+echo
+printf "%-22s %12s %10s %16s\n" median preemptions "CPU loss" "per preemption"
+for quantum in 10000 1000 100; do
+    lines=$(grep "\"quantum_us\":$quantum," "$work/cost_maniac")
+    awk -v q="$quantum" -v n="$(json preemptions <<<"$lines" | median)" \
+        -v l="$(json cpu_loss <<<"$lines" | median)" \
+        -v c="$(json ns_per_preemption <<<"$lines" | median)" 'BEGIN {
+        printf "%-22s %12.0f %9.2f%% %13.1f us\n", "maniac " q / 1000 " ms", n, l * 100, c / 1000
+    }'
+done
+# Go counts no preemptions: each goroutine counts the gaps in its own running (cost.go), and
+# its preemptions are the gaps with preemption on beyond those with it off (the machine's own).
+paste -d ' ' <(json cpu_ns <"$work/cost_go_1") <(json gaps <"$work/cost_go_1") \
+    <(json cpu_ns <"$work/cost_go_0") <(json gaps <"$work/cost_go_0") >"$work/cost_go_pairs"
+go_loss=$(awk '{ print ($3 - $1) / $1 }' "$work/cost_go_pairs" | median)
+go_preemptions=$(awk '{ print $4 - $2 }' "$work/cost_go_pairs" | median)
+go_cost=$(awk '{ print ($4 > $2) ? ($3 - $1) / ($4 - $2) : "nan" }' "$work/cost_go_pairs" | median)
+awk -v n="$go_preemptions" -v l="$go_loss" -v c="$go_cost" 'BEGIN {
+    printf "%-22s %12.0f %9.2f%% %13.1f us\n", "go (slices of 10 ms+)", n, l * 100, c / 1000
+}'
+echo "goal: at most the signal round trip + 300 ns per preemption, at most 1 % loss at 1 ms" \
+    "(the machine's signal round trip: maniac-bench --only signal_roundtrip)"

@@ -16,7 +16,8 @@
 //! On W workers, 2W tasks each compute a fixed amount of work (about [`COST_TASK`] each) in one
 //! poll, so with preemption on every poll is preempted about once a quantum, and there is always
 //! another task to switch to. The process's CPU time for the whole batch is measured with
-//! preemption off and on (1 ms and 100 µs), back to back in each repetition; then
+//! preemption off and on (quanta of 10 ms, Go's slice, 1 ms and 100 µs), back to back in each
+//! repetition; then
 //! - throughput loss = (CPU on − CPU off) / CPU off;
 //! - cost per preemption = (CPU on − CPU off) / preemptions: the whole path (the monitor's looks
 //!   and signal, the kernel's delivery, the handler, the trampoline's saves and restores, the
@@ -76,6 +77,9 @@ pub const GAPS_LENGTH_QUICK: Duration = Duration::from_millis(200);
 
 /// The quanta the measurements compare: the default, and the shortest the runtime accepts.
 pub const QUANTA: [Duration; 2] = [Duration::from_millis(1), Duration::from_micros(100)];
+/// The quanta of `preempt_cost`: [`QUANTA`], and Go's 10 ms (sysmon's `forcePreemptNS`), to
+/// set beside Go's own cost (`maniac-bench/preempt_bench.sh`).
+pub const COST_QUANTA: [Duration; 3] = [Duration::from_millis(10), QUANTA[0], QUANTA[1]];
 
 /// `steps` steps of a 64-bit LCG with an xor-shift: pure arithmetic, each step depending on the
 /// previous one (no vectorising, no closed form). Looks at `stop` every 2^20 steps, a plain load.
@@ -556,12 +560,13 @@ pub struct CostFigures {
     pub worker_per_preemption: f64,
 }
 
-/// `preempt_cost`: `reps` repetitions of a batch with preemption off and at each of [`QUANTA`].
+/// `preempt_cost`: `reps` repetitions of a batch with preemption off and at each of
+/// [`COST_QUANTA`].
 pub fn run_cost(workers: usize, reps: usize, task: Duration, verbose: bool) -> Vec<CostFigures> {
     let task_steps = calibrate(task);
     let tasks = 2 * workers;
     let settings: Vec<Option<Duration>> = std::iter::once(None)
-        .chain(QUANTA.iter().copied().map(Some))
+        .chain(COST_QUANTA.iter().copied().map(Some))
         .collect();
     let mut runs: Vec<Vec<CostRun>> = vec![Vec::new(); settings.len()];
     for rep in 0..reps {
@@ -584,7 +589,7 @@ pub fn run_cost(workers: usize, reps: usize, task: Duration, verbose: bool) -> V
         }
     }
     let off = &runs[0];
-    QUANTA
+    COST_QUANTA
         .iter()
         .zip(&runs[1..])
         .map(|(&quantum, on)| {

@@ -1,0 +1,3 @@
+module maniac-bench/cost
+
+go 1.19

@@ -1,0 +1,1 @@
+// Empty: its presence lets cost.go declare runtime.nanotime without a body (go:linkname).
