@@ -6,8 +6,8 @@
 #
 #   maniac-bench/preempt_bench.sh [--reps R] [--workers W] [--seconds S]
 #
-# Installs Debian's golang-go if `go` is missing (apt-get, as root), builds the Go program and
-# maniac-bench in release, then for each of R repetitions (default 3) runs the Go program and
+# Installs Debian's golang-go if `go` is missing (apt-get, as root), builds the two Go programs
+# and maniac-bench in release, then for each of R repetitions (default 3) runs the Go program and
 # `maniac-bench --only preempt_latency --reps 1` (which runs its six contenders), alternating
 # which goes first. Every contender measures for S seconds (default 2) with W workers (default:
 # the machine's cores) and 2W hogs. Prints each run's figures, then one table of each contender's
@@ -15,15 +15,16 @@
 # maniac_1ms's, and how often the machine itself took a busy thread's core away (`cpu_gaps`, run
 # before each repetition): the floor under every tail latency.
 #
-# Then the cost of a preemption, maniac against Go: for each repetition, Go's preempt_cost
+# Then the cost of a preemption, maniac against Go: R repetitions of Go's preempt_cost
 # (maniac-bench/go/cost: 2W goroutines of about 500 ms of arithmetic each, with
-# GODEBUG=asyncpreemptoff=1 and without, back to back, order alternating) and
-# `maniac-bench --only preempt_cost --reps 1` (off, and quanta of 10 ms (Go's slice), 1 ms and
-# 100 µs); a table of the medians of the per-repetition throughput loss and cost per preemption.
+# GODEBUG=asyncpreemptoff=1 and without, back to back, order alternating), then
+# `maniac-bench --only preempt_cost --reps R` (off, and quanta of 10 ms (Go's forcePreemptNS),
+# 1 ms and 100 µs, back to back, order rotating); a table of the medians of the per-repetition
+# throughput loss and cost per preemption.
 set -euo pipefail
 
 reps=3 workers=$(nproc) seconds=2
-usage() { sed -n '6,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '7,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -109,19 +110,24 @@ run_go_cost() {
 for rep in $(seq "$reps"); do
     echo "rep $rep"
     if [ $((rep % 2)) -eq 1 ]; then run_go_cost 1; run_go_cost 0; else run_go_cost 0; run_go_cost 1; fi
-    "$target/release/maniac-bench" --only preempt_cost --reps 1 --json --workers "$workers" \
-        2>/dev/null | tee -a "$work/cost_maniac"
 done
+# One run of all repetitions, so that maniac's own order of settings rotates (preempt.rs); its
+# JSON lines are medians over them.
+"$target/release/maniac-bench" --only preempt_cost --reps "$reps" --json --workers "$workers" \
+    2>/dev/null | tee "$work/cost_maniac"
 
 # Field $1 (a number) of the JSON lines on stdin.
 json() { sed -E "s/.*\"$1\":([-0-9.e+]+).*/\1/"; }
 echo
 printf "%-22s %12s %10s %16s\n" median preemptions "CPU loss" "per preemption"
 for quantum in 10000 1000 100; do
-    lines=$(grep "\"quantum_us\":$quantum," "$work/cost_maniac")
-    awk -v q="$quantum" -v n="$(json preemptions <<<"$lines" | median)" \
-        -v l="$(json cpu_loss <<<"$lines" | median)" \
-        -v c="$(json ns_per_preemption <<<"$lines" | median)" 'BEGIN {
+    lines=$(grep "\"quantum_us\":$quantum," "$work/cost_maniac" || true)
+    if [ -z "$lines" ]; then
+        echo "maniac-bench printed no preempt_cost line for a quantum of $quantum us" >&2
+        exit 1
+    fi
+    awk -v q="$quantum" -v n="$(json preemptions <<<"$lines")" \
+        -v l="$(json cpu_loss <<<"$lines")" -v c="$(json ns_per_preemption <<<"$lines")" 'BEGIN {
         printf "%-22s %12.0f %9.2f%% %13.1f us\n", "maniac " q / 1000 " ms", n, l * 100, c / 1000
     }'
 done
@@ -131,9 +137,13 @@ paste -d ' ' <(json cpu_ns <"$work/cost_go_1") <(json gaps <"$work/cost_go_1") \
     <(json cpu_ns <"$work/cost_go_0") <(json gaps <"$work/cost_go_0") >"$work/cost_go_pairs"
 go_loss=$(awk '{ print ($3 - $1) / $1 }' "$work/cost_go_pairs" | median)
 go_preemptions=$(awk '{ print $4 - $2 }' "$work/cost_go_pairs" | median)
-go_cost=$(awk '{ print ($4 > $2) ? ($3 - $1) / ($4 - $2) : "nan" }' "$work/cost_go_pairs" | median)
+go_cost=
+if awk '$4 > $2 { found = 1 } END { exit !found }' "$work/cost_go_pairs"; then
+    go_cost=$(awk '$4 > $2 { print ($3 - $1) / ($4 - $2) }' "$work/cost_go_pairs" | median)
+fi
 awk -v n="$go_preemptions" -v l="$go_loss" -v c="$go_cost" 'BEGIN {
-    printf "%-22s %12.0f %9.2f%% %13.1f us\n", "go (slices of 10 ms+)", n, l * 100, c / 1000
+    cost = (c == "") ? "n/a" : sprintf("%.1f us", c / 1000)
+    printf "%-22s %12.0f %9.2f%% %16s\n", "go (slices ~20 ms)", n, l * 100, cost
 }'
 echo "goal: at most the signal round trip + 300 ns per preemption, at most 1 % loss at 1 ms" \
     "(the machine's signal round trip: maniac-bench --only signal_roundtrip)"

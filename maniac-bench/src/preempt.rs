@@ -16,7 +16,7 @@
 //! On W workers, 2W tasks each compute a fixed amount of work (about [`COST_TASK`] each) in one
 //! poll, so with preemption on every poll is preempted about once a quantum, and there is always
 //! another task to switch to. The process's CPU time for the whole batch is measured with
-//! preemption off and on (quanta of 10 ms, Go's slice, 1 ms and 100 µs), back to back in each
+//! preemption off and on (quanta of 10 ms, Go's `forcePreemptNS`, 1 ms and 100 µs), back to back in each
 //! repetition; then
 //! - throughput loss = (CPU on − CPU off) / CPU off;
 //! - cost per preemption = (CPU on − CPU off) / preemptions: the whole path (the monitor's looks
@@ -77,8 +77,9 @@ pub const GAPS_LENGTH_QUICK: Duration = Duration::from_millis(200);
 
 /// The quanta the measurements compare: the default, and the shortest the runtime accepts.
 pub const QUANTA: [Duration; 2] = [Duration::from_millis(1), Duration::from_micros(100)];
-/// The quanta of `preempt_cost`: [`QUANTA`], and Go's 10 ms (sysmon's `forcePreemptNS`), to
-/// set beside Go's own cost (`maniac-bench/preempt_bench.sh`).
+/// The quanta of `preempt_cost`: [`QUANTA`], and Go's 10 ms (sysmon's `forcePreemptNS`; its
+/// slices run about 20 ms, as sysmon first notes a goroutine at one 10 ms look and preempts it
+/// at the next), to set beside Go's own cost (`maniac-bench/preempt_bench.sh`).
 pub const COST_QUANTA: [Duration; 3] = [Duration::from_millis(10), QUANTA[0], QUANTA[1]];
 
 /// `steps` steps of a 64-bit LCG with an xor-shift: pure arithmetic, each step depending on the
@@ -668,7 +669,7 @@ impl Drop for Installed {
 pub struct SignalFigures {
     /// `tgkill` to self → handler → return.
     pub to_self: f64,
-    /// `pthread_kill` to a spinning thread, until its handler has run.
+    /// `tgkill` to a spinning thread (as the monitor sends it), until its handler has run.
     pub cross_thread: f64,
     /// A bare system call.
     pub syscall: f64,
@@ -701,9 +702,9 @@ fn signal_cross_thread(count: u64) -> f64 {
     let spinner = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            // SAFETY: pthread_self has no preconditions.
+            // SAFETY: gettid has no preconditions.
             sender
-                .send(unsafe { libc::pthread_self() })
+                .send(unsafe { libc::gettid() })
                 .expect("sending the thread id");
             while !stop.load(Ordering::Relaxed) {
                 std::hint::spin_loop();
@@ -711,12 +712,14 @@ fn signal_cross_thread(count: u64) -> f64 {
         })
     };
     let target = receiver.recv().expect("the spinner's thread id");
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
     let started = Instant::now();
     for _ in 0..count {
         let before = HANDLED.load(Ordering::Acquire);
-        // SAFETY: the spinner runs until `stop`, which is set only after this loop; the signal
-        // has our handler.
-        unsafe { libc::pthread_kill(target, BENCH_SIGNAL) };
+        // SAFETY: tgkill only sends a signal; the spinner runs until `stop`, which is set only
+        // after this loop, so its id names it; the signal has our handler.
+        unsafe { libc::syscall(libc::SYS_tgkill, pid, target, BENCH_SIGNAL) };
         while HANDLED.load(Ordering::Acquire) == before {
             std::hint::spin_loop();
         }

@@ -132,8 +132,8 @@ pub const MIN_QUANTUM: Duration = Duration::from_micros(100);
 /// The longest quantum `Builder::preemption_quantum` accepts.
 pub const MAX_QUANTUM: Duration = Duration::from_millis(100);
 /// The default quantum (justified in BENCHMARKS.md, "Why the default quantum is 1 ms"). Measured
-/// on our 2-vCPU VM: a hog preempted every quantum loses 3–5 % of its throughput (35–50 µs a
-/// preemption, mostly the VM's signal delivery and the monitor's wake-ups), 25–30 % at 100 µs;
+/// on our 2-vCPU VM: a hog preempted every quantum loses 3–5 % of its throughput (35–55 µs a
+/// preemption, mostly the VM's signal delivery and the monitor's wake-ups), 25–33 % at 100 µs;
 /// a ticker beside CPU hogs wakes within about 1.1–1.4 ms at p99.9 when the VM leaves its
 /// vCPUs alone (0.3–1.3 ms at 100 µs), 100 µs at the median.
 pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(1);

@@ -496,7 +496,7 @@ impl MonitorShared {
     fn after_timer_tick(&self, at: Instant) -> Instant {
         let ticks = self.timer_ticks;
         let tick = ticks.instant(ticks.tick_at_or_after(at));
-        if tick - at <= self.quantum / 8 {
+        if tick.saturating_duration_since(at) <= self.quantum / 8 {
             tick
         } else {
             at

@@ -141,9 +141,9 @@ pub(crate) struct WorkerSlot {
 }
 
 /// A thread as `tgkill` names it. `tgkill` rather than `pthread_kill`: glibc's blocks and
-/// unblocks every signal around the call and asks for the process id each time (three more
-/// system calls per request, on the monitor's path to every preemption); our own lock already
-/// gives what that blocking protects (the thread cannot exit meanwhile).
+/// unblocks every signal around the internal lock that keeps the thread from exiting meanwhile,
+/// and asks for the process id, each time (three more system calls per request, on the
+/// monitor's path to every preemption); the slot's own lock keeps the thread from exiting.
 #[derive(Debug, Clone, Copy)]
 struct KernelThread {
     process: libc::pid_t,
