@@ -206,6 +206,12 @@ mod tests {
         if let Some(before) = before {
             assert_eq!(ticks.tick_at_or_after(before), 0);
         }
+        // Exact beyond 2^32 ticks (five days): the driver's parking timeout for a timer due
+        // then was once capped at tick 2^32, and so zero for every timer of a runtime that had
+        // run that long.
+        let days = origin + Duration::from_secs(6 * 24 * 3600);
+        assert!(ticks.tick_at_or_after(days) > u64::from(u32::MAX));
+        assert_eq!(ticks.instant(ticks.tick_at_or_after(days)), days);
         // The farthest tick saturates instead of overflowing.
         let far = ticks.instant(u64::MAX);
         assert!(far > origin + Duration::from_secs(500 * 365 * 24 * 3600));
