@@ -70,10 +70,10 @@ done
 
 # The median of the numbers on stdin.
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# Field $2 (a number) of the JSON lines of runtime $1 (or of bench $1).
-field() {
-    grep -E "\"(runtime|bench)\":\"$1\"" "$work/results" | sed -E "s/.*\"$2\":([-0-9.e+]+).*/\1/"
-}
+# Field $1 (a number) of the JSON lines on stdin.
+json() { sed -E "s/.*\"$1\":([-0-9.e+]+).*/\1/"; }
+# Field $2 of the JSON lines of runtime $1 (or of bench $1).
+field() { grep -E "\"(runtime|bench)\":\"$1\"" "$work/results" | json "$2"; }
 
 echo
 printf "%-20s %7s %10s %10s %10s %10s %9s %9s %12s %12s\n" median ticks "p50 (us)" "p99 (us)" \
@@ -116,8 +116,6 @@ done
 "$target/release/maniac-bench" --only preempt_cost --reps "$reps" --json --workers "$workers" \
     2>/dev/null | tee "$work/cost_maniac"
 
-# Field $1 (a number) of the JSON lines on stdin.
-json() { sed -E "s/.*\"$1\":([-0-9.e+]+).*/\1/"; }
 echo
 printf "%-22s %12s %10s %16s\n" median preemptions "CPU loss" "per preemption"
 for quantum in 10000 1000 100; do

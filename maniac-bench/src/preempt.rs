@@ -16,8 +16,8 @@
 //! On W workers, 2W tasks each compute a fixed amount of work (about [`COST_TASK`] each) in one
 //! poll, so with preemption on every poll is preempted about once a quantum, and there is always
 //! another task to switch to. The process's CPU time for the whole batch is measured with
-//! preemption off and on (quanta of 10 ms, Go's `forcePreemptNS`, 1 ms and 100 µs), back to back in each
-//! repetition; then
+//! preemption off and on (quanta of 10 ms, Go's `forcePreemptNS`, 1 ms and 100 µs), back to
+//! back in each repetition; then
 //! - throughput loss = (CPU on − CPU off) / CPU off;
 //! - cost per preemption = (CPU on − CPU off) / preemptions: the whole path (the monitor's looks
 //!   and signal, the kernel's delivery, the handler, the trampoline's saves and restores, the

@@ -394,20 +394,12 @@ fn first_preemption_after_a_calm_period(workers: usize, yielders: usize) -> (Dur
 /// yielded tasks (not stealable) until the hog is preempted.
 #[test]
 fn a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker() {
-    let test = "a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker";
-    if !supported(test) {
-        return;
-    }
-    preempt_common::bounded_test(move || {
-        let (took, figures) = first_preemption_after_a_calm_period(2, 16);
-        println!("{test}: first preemption {took:?} after the hog began; {figures}");
-        let bound = CALM_TEST_QUANTUM * 4;
-        assert!(
-            took <= bound,
-            "the hog that began in a calm period was first preempted {took:?} after it began, \
-             over four quanta ({bound:?}): nobody spotted it ({figures})"
-        );
-    });
+    assert_calm_period_hog_found(
+        "a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker",
+        (2, 16),
+        CALM_TEST_QUANTUM * 4,
+        "four quanta: nobody spotted it",
+    );
 }
 
 /// A hog that starts while the monitor is calm, with no other worker to spot it, is found by the
@@ -415,18 +407,33 @@ fn a_hog_that_starts_in_a_calm_period_is_spotted_by_a_busy_worker() {
 /// lateness, not left running.
 #[test]
 fn a_lone_hog_that_starts_in_a_calm_period_is_found_by_the_calm_looks() {
-    let test = "a_lone_hog_that_starts_in_a_calm_period_is_found_by_the_calm_looks";
+    assert_calm_period_hog_found(
+        "a_lone_hog_that_starts_in_a_calm_period_is_found_by_the_calm_looks",
+        (1, 1),
+        CALM_TEST_QUANTUM * 26,
+        "two calm sleeps and ten quanta",
+    );
+}
+
+/// Test `test`: [`first_preemption_after_a_calm_period`] on `(workers, yielders)` comes within
+/// `bound` of the hog's start (`limit` says what the bound is).
+fn assert_calm_period_hog_found(
+    test: &str,
+    (workers, yielders): (usize, usize),
+    bound: Duration,
+    limit: &'static str,
+) {
     if !supported(test) {
         return;
     }
+    let test = test.to_owned();
     preempt_common::bounded_test(move || {
-        let (took, figures) = first_preemption_after_a_calm_period(1, 1);
+        let (took, figures) = first_preemption_after_a_calm_period(workers, yielders);
         println!("{test}: first preemption {took:?} after the hog began; {figures}");
-        let bound = CALM_TEST_QUANTUM * 26;
         assert!(
             took <= bound,
-            "the lone hog that began in a calm period was first preempted {took:?} after it \
-             began, over two calm sleeps and ten quanta ({bound:?}) ({figures})"
+            "the hog that began in a calm period on {workers} worker(s) was first preempted \
+             {took:?} after it began, over {bound:?} ({limit}) ({figures})"
         );
     });
 }

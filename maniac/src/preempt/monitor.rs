@@ -546,37 +546,29 @@ impl MonitorShared {
         spotter: &mut Spotter,
         maintain: impl FnOnce() -> Instant,
     ) {
-        let workers = self.slots.len();
         // Judged by the previous maintenance's time (this one's is read after the poll state),
         // and so is the next look's due time.
         let judged_at = spotter.last_maintenance;
         let due = self.calm.load(Ordering::Relaxed)
-            && workers > 1
+            && self.slots.len() > 1
             && match (judged_at, spotter.next_look) {
                 (Some(last), Some(next)) => last >= next,
                 _ => true,
             };
-        // The next other worker in a poll, in turn (a look at a parked one would be wasted).
-        let look = due.then(|| {
-            let candidates = (spotter.next..spotter.next + workers).map(|at| at % workers);
-            for target in candidates.filter(|&target| target != index) {
-                if let Some(poll) = self.slots[target].running_poll() {
-                    spotter.next = target + 1;
-                    return Some((target, poll));
-                }
-            }
-            spotter.next += 1;
+        let target = if due {
+            self.next_in_poll(index, spotter)
+        } else {
             None
-        });
+        };
         // The clock after the poll state: the poll began before this time, so a poll first seen
         // now is not taken to have run longer than it has.
         let now = maintain();
         spotter.last_maintenance = Some(now);
-        let Some(look) = look else {
+        if !due {
             return;
-        };
+        }
         spotter.next_look = Some(judged_at.unwrap_or(now) + self.quantum / 8);
-        let Some((target, poll)) = look else {
+        let Some((target, poll)) = target else {
             return;
         };
         let slot = &self.slots[target];
@@ -586,6 +578,21 @@ impl MonitorShared {
             self.spotted.store(true, Ordering::Relaxed);
             self.wake_monitor();
         }
+    }
+
+    /// Rule 7: the next worker after the spotter's last target, other than `index`, that is in
+    /// a poll, and that poll (a look at a parked worker would be wasted). Moves the turn on.
+    fn next_in_poll(&self, index: usize, spotter: &mut Spotter) -> Option<(usize, u64)> {
+        let workers = self.slots.len();
+        let candidates = (spotter.next..spotter.next + workers).map(|at| at % workers);
+        for target in candidates.filter(|&target| target != index) {
+            if let Some(poll) = self.slots[target].running_poll() {
+                spotter.next = target + 1;
+                return Some((target, poll));
+            }
+        }
+        spotter.next += 1;
+        None
     }
 
     /// Rule 3, on the monitor's side.

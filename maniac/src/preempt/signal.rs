@@ -34,6 +34,11 @@ thread_local! {
 /// This process's id, for rule 2 (read by the handler, which may not call `getpid`).
 static PROCESS_ID: AtomicI32 = AtomicI32::new(0);
 
+/// This process's id, as [`install`] recorded it (0 before): async-signal-safe.
+pub(crate) fn process_id() -> libc::pid_t {
+    PROCESS_ID.load(Ordering::Acquire)
+}
+
 /// Rule 1.
 pub(crate) fn install(signal: libc::c_int) -> io::Result<()> {
     // SAFETY: getpid has no preconditions.
@@ -91,9 +96,7 @@ extern "C" fn handle_request(
 ) {
     // Rule 2.
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let from_us = unsafe {
-        (*info).si_code == libc::SI_TKILL && (*info).si_pid() == PROCESS_ID.load(Ordering::Acquire)
-    };
+    let from_us = unsafe { (*info).si_code == libc::SI_TKILL && (*info).si_pid() == process_id() };
     let request = current_slot()
         .filter(|_| from_us)
         .and_then(|slot| Some((slot, slot.take_request()?)));

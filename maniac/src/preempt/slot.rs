@@ -50,6 +50,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+use super::signal;
+
 /// How many polls from the one after a preemption on note when they began (module doc).
 pub(crate) const STARTS_NOTED: u64 = 8;
 
@@ -121,10 +126,11 @@ pub(crate) struct WorkerSlot {
     /// When it began, in nanoseconds since `epoch`.
     started_at: AtomicU64,
     epoch: Instant,
-    /// The worker thread, for `tgkill`, while it runs. The monitor signals with the lock held
-    /// and the worker clears it (under the lock) before it exits, so no signal is ever sent to a
-    /// thread that is gone (nor to a later thread that reused its id).
-    thread: Mutex<Option<KernelThread>>,
+    /// The worker thread's id, for `tgkill`, while it runs. The monitor signals with the lock
+    /// held and the worker clears it (under the lock) before it exits, so no signal is ever sent
+    /// to a thread that is gone (nor to a later thread that reused its id).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    thread: Mutex<Option<libc::pid_t>>,
     preemptions: AtomicU64,
     /// Polls preempted on this worker that have not resumed yet (for the monitor's report of
     /// a worker that looks deadlocked, `monitor` rule 6).
@@ -137,23 +143,8 @@ pub(crate) struct WorkerSlot {
     /// What other workers saw of the running poll (module doc). On a line of its own: the
     /// spotters' lock must not take the line of `poll_state`, which the worker stores to every
     /// poll.
-    sighting: OwnLine<Mutex<Option<Sighting>>>,
+    sighting: CachePadded<Mutex<Option<Sighting>>>,
 }
-
-/// A thread as `tgkill` names it. `tgkill` rather than `pthread_kill`: glibc's blocks and
-/// unblocks every signal around the internal lock that keeps the thread from exiting meanwhile,
-/// and asks for the process id, each time (three more system calls per request, on the
-/// monitor's path to every preemption); the slot's own lock keeps the thread from exiting.
-#[derive(Debug, Clone, Copy)]
-struct KernelThread {
-    process: libc::pid_t,
-    thread: libc::pid_t,
-}
-
-/// A field on cache lines of its own (as in `WorkerSlot`'s alignment).
-#[repr(align(128))]
-#[derive(Debug, Default)]
-struct OwnLine<T>(T);
 
 /// Other workers' record of a slot's running poll (module doc).
 #[derive(Debug, Clone, Copy)]
@@ -176,47 +167,49 @@ impl WorkerSlot {
             started_poll: AtomicU64::new(0),
             started_at: AtomicU64::new(0),
             epoch: Instant::now(),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             thread: Mutex::new(None),
             preemptions: AtomicU64::new(0),
             preempted_waiting: AtomicU64::new(0),
             lock_waits_preempted: AtomicU64::new(0),
             deferred: Default::default(),
             longest_poll_ns: AtomicU64::new(0),
-            sighting: OwnLine::default(),
+            sighting: CachePadded::new(Mutex::new(None)),
         }
     }
 
-    fn thread_lock(&self) -> std::sync::MutexGuard<'_, Option<KernelThread>> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn thread_lock(&self) -> std::sync::MutexGuard<'_, Option<libc::pid_t>> {
         self.thread.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// On the worker thread, before it runs anything: which thread to signal.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn attach_current_thread(&self) {
-        // SAFETY: getpid and gettid have no preconditions.
-        let current = unsafe {
-            KernelThread {
-                process: libc::getpid(),
-                thread: libc::gettid(),
-            }
-        };
-        *self.thread_lock() = Some(current);
+        // SAFETY: gettid has no preconditions.
+        *self.thread_lock() = Some(unsafe { libc::gettid() });
     }
 
     /// On the worker thread, before it exits: no more signals.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn detach_current_thread(&self) {
         *self.thread_lock() = None;
     }
 
     /// For the monitor: sends `signal` to the worker thread, if it still runs. Returns whether
-    /// it was sent.
+    /// it was sent. `tgkill` rather than `pthread_kill`: glibc's blocks and unblocks every
+    /// signal around the internal lock that keeps the thread from exiting meanwhile, and asks
+    /// for the process id, each time (three more system calls per request, on the monitor's
+    /// path to every preemption); the slot's own lock keeps the thread from exiting.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn send(&self, signal: libc::c_int) -> bool {
         let thread = self.thread_lock();
         match *thread {
             // SAFETY: tgkill only sends a signal; the thread is alive (it clears this field
             // under this lock before it exits, and the lock is held until the call returns), so
-            // the id names no other thread.
-            Some(KernelThread { process, thread }) => unsafe {
-                libc::syscall(libc::SYS_tgkill, process, thread, signal) == 0
+            // the id names no other thread of this process.
+            Some(thread) => unsafe {
+                libc::syscall(libc::SYS_tgkill, signal::process_id(), thread, signal) == 0
             },
             None => false,
         }
@@ -337,7 +330,7 @@ impl WorkerSlot {
     /// before `now`. Returns whether the poll has now been seen running for `spot_after`, for
     /// the first time: the monitor is to be woken for it.
     pub(crate) fn sight(&self, poll: u64, now: Instant, spot_after: Duration) -> bool {
-        let mut sighting = self.sighting.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sighting = self.sighting.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *sighting {
             Some(seen) if seen.poll == poll => {
                 let news = !seen.spotted && now.saturating_duration_since(seen.since) >= spot_after;
@@ -359,7 +352,7 @@ impl WorkerSlot {
     /// For the monitor: since when other workers have seen poll `poll` running, if they
     /// spotted it (module doc).
     pub(crate) fn spotted_since(&self, poll: u64) -> Option<Instant> {
-        let sighting = *self.sighting.0.lock().unwrap_or_else(|e| e.into_inner());
+        let sighting = *self.sighting.lock().unwrap_or_else(|e| e.into_inner());
         sighting
             .filter(|seen| seen.poll == poll && seen.spotted)
             .map(|seen| seen.since)
