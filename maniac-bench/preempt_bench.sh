@@ -19,8 +19,10 @@
 # (maniac-bench/go/cost: 2W goroutines of about 500 ms of arithmetic each, with
 # GODEBUG=asyncpreemptoff=1 and without, back to back, order alternating), then
 # `maniac-bench --only preempt_cost --reps R` (off, and quanta of 10 ms (Go's forcePreemptNS),
-# 1 ms and 100 µs, back to back, order rotating); a table of the medians of the per-repetition
-# throughput loss and cost per preemption.
+# 1 ms and 100 µs, back to back, order rotating), then `maniac-bench --only interrupt_floor
+# --reps R` (the same work on plain threads, interrupted once a quantum by their own timers or by
+# a sleeping thread's tgkill: the floor under any design that interrupts once a quantum); a table
+# of the medians of the per-repetition throughput loss and cost per preemption (or interrupt).
 set -euo pipefail
 
 reps=3 workers=$(nproc) seconds=2
@@ -115,19 +117,25 @@ done
 # JSON lines are medians over them.
 "$target/release/maniac-bench" --only preempt_cost --reps "$reps" --json --workers "$workers" \
     2>/dev/null | tee "$work/cost_maniac"
+"$target/release/maniac-bench" --only interrupt_floor --reps "$reps" --json --workers "$workers" \
+    2>/dev/null | tee "$work/floor"
 
 echo
 printf "%-22s %12s %10s %16s\n" median preemptions "CPU loss" "per preemption"
+# A row of the table: label $1 at quantum $2 (us), preemptions $3, loss $4, ns per preemption $5.
+row() {
+    awk -v name="$1" -v q="$2" -v n="$3" -v l="$4" -v c="$5" 'BEGIN {
+        printf "%-22s %12.0f %9.2f%% %13.1f us\n", name " " q / 1000 " ms", n, l * 100, c / 1000
+    }'
+}
 for quantum in 10000 1000 100; do
     lines=$(grep "\"quantum_us\":$quantum," "$work/cost_maniac" || true)
     if [ -z "$lines" ]; then
         echo "maniac-bench printed no preempt_cost line for a quantum of $quantum us" >&2
         exit 1
     fi
-    awk -v q="$quantum" -v n="$(json preemptions <<<"$lines")" \
-        -v l="$(json cpu_loss <<<"$lines")" -v c="$(json ns_per_preemption <<<"$lines")" 'BEGIN {
-        printf "%-22s %12.0f %9.2f%% %13.1f us\n", "maniac " q / 1000 " ms", n, l * 100, c / 1000
-    }'
+    row maniac "$quantum" "$(json preemptions <<<"$lines")" "$(json cpu_loss <<<"$lines")" \
+        "$(json ns_per_preemption <<<"$lines")"
 done
 # Go counts no preemptions: each goroutine counts the gaps in its own running (cost.go), and
 # its preemptions are the gaps with preemption on beyond those with it off (the machine's own).
@@ -143,5 +151,17 @@ awk -v n="$go_preemptions" -v l="$go_loss" -v c="$go_cost" 'BEGIN {
     cost = (c == "") ? "n/a" : sprintf("%.1f us", c / 1000)
     printf "%-22s %12.0f %9.2f%% %16s\n", "go (slices ~20 ms)", n, l * 100, cost
 }'
+for quantum in 1000 100; do
+    for source in own_timer sleeper; do
+        lines=$(grep "\"quantum_us\":$quantum,\"source\":\"$source\"" "$work/floor" || true)
+        if [ -z "$lines" ]; then
+            echo "maniac-bench printed no interrupt_floor line for $source at $quantum us" >&2
+            exit 1
+        fi
+        row "floor $source" "$quantum" "$(json interrupts <<<"$lines")" \
+            "$(json cpu_loss <<<"$lines")" "$(json ns_per_interrupt <<<"$lines")"
+    done
+done
+echo "floor rows: no runtime, each thread interrupted once a quantum (interrupt_floor in preempt.rs)"
 echo "goal: at most the signal round trip + 300 ns per preemption, at most 1 % loss at 1 ms" \
     "(the machine's signal round trip: maniac-bench --only signal_roundtrip)"

@@ -74,7 +74,7 @@ workloads: spawn_many_local spawn_many_remote_idle spawn_many_remote_busy1
 coroutines (maniac only): poll_none poll_pinned switch_none switch_pinned generator_pooled
            generator_fresh_mmap
 preemption: cpu_gaps preempt_latency (maniac at 1 ms and 100 µs, maniac off, tokio)
-           preempt_cost signal_roundtrip";
+           preempt_cost interrupt_floor signal_roundtrip";
 
 /// maniac's preemption in the suite (`--preemption`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -794,6 +794,57 @@ fn run_preemption_measurements(options: &Options) {
                     format_ns(figures.monitor_per_preemption),
                     format_ns(figures.worker_per_preemption),
                     figures.monitor_share * 100.0
+                );
+            }
+        }
+        if !options.json {
+            println!("other processes meanwhile: {others:.2} cores on average");
+        }
+    }
+    if options.selected("interrupt_floor") {
+        let reps = options.preempt_reps(preempt::COST_REPS);
+        let task = if options.quick {
+            preempt::COST_TASK_QUICK
+        } else {
+            preempt::COST_TASK
+        };
+        if !options.json {
+            println!(
+                "\ninterrupt floor ({} threads, no runtime, each computing two of preempt_cost's \
+                 tasks, interrupted once a quantum by its own timer or by a sleeping thread's \
+                 tgkill; process CPU time, none vs interrupted back to back; {reps} repetitions, \
+                 medians)",
+                options.workers
+            );
+            println!(
+                "{:<8} {:<10} {:>11} {:>9} {:>14}",
+                "quantum", "source", "interrupts", "CPU loss", "per interrupt"
+            );
+        }
+        let noise = preempt::NoiseMeter::start();
+        let results = preempt::run_floor(options.workers, reps, task);
+        let others = noise.others_cores();
+        for figures in results {
+            if options.json {
+                println!(
+                    "{{\"bench\":\"interrupt_floor\",\"quantum_us\":{},\"source\":{},\
+                     \"interrupts\":{},\"cpu_loss\":{},\"ns_per_interrupt\":{},\
+                     \"others_cores\":{}}}",
+                    figures.quantum.as_micros(),
+                    json_string(figures.source.name()),
+                    json_number(figures.interrupts, 0),
+                    json_number(figures.loss, 5),
+                    json_number(figures.per_interrupt, 1),
+                    json_number(others, 2)
+                );
+            } else {
+                println!(
+                    "{:<8} {:<10} {:>11.0} {:>8.2}% {:>14}",
+                    format!("{:?}", figures.quantum),
+                    figures.source.name(),
+                    figures.interrupts,
+                    figures.loss * 100.0,
+                    format_ns(figures.per_interrupt)
                 );
             }
         }

@@ -33,6 +33,21 @@
 //! thread that spins, waiting each time until its handler has run (what the monitor's request
 //! costs when the worker is on another core); and a bare system call (`getppid`).
 //!
+//! ## `interrupt_floor`: what interrupting a computing thread costs here, with no runtime
+//! W threads compute the work of `preempt_cost`'s batch (two of its tasks each), once without
+//! interruption and once interrupted every quantum (1 ms and 100 µs), back to back, in an order
+//! that rotates; the cost per interrupt is (CPU interrupted − CPU not) / interrupts, with the
+//! process's CPU time, as in `preempt_cost`. Two sources of the interrupt:
+//! - *own timer*: each thread's own `CLOCK_MONOTONIC` POSIX timer, signalling that thread
+//!   (`SIGEV_THREAD_ID`), re-armed by its handler for a quantum later: no other thread wakes,
+//!   no inter-processor interrupt, the cheapest way to interrupt a thread once a quantum;
+//! - *sleeper*: one more thread that sleeps to the end of each quantum and sends `tgkill` to
+//!   every computing thread: maniac's monitor with all its workers in phase (one wake-up for W
+//!   requests), its best case.
+//!
+//! Either is a floor under `preempt_cost`'s cost per preemption: a preemption is such an
+//! interrupt plus the trampoline, the switch and the worker loop.
+//!
 //! ## `cpu_gaps`: what the machine itself takes
 //! W threads (one per worker) spin reading the clock for a second and note every gap: a time
 //! when the thread was not running (the OS or, in a virtual machine, the host gave its core to
@@ -65,10 +80,11 @@ pub const COST_TASK_QUICK: Duration = Duration::from_millis(60);
 pub const COST_REPS: usize = 5;
 
 /// Names of the measurements, for `--only`.
-pub const NAMES: [&str; 4] = [
+pub const NAMES: [&str; 5] = [
     "cpu_gaps",
     "preempt_latency",
     "preempt_cost",
+    "interrupt_floor",
     "signal_roundtrip",
 ];
 /// How long each `cpu_gaps` thread spins (`--quick`: the second figure).
@@ -636,21 +652,25 @@ extern "C" fn count_signal(
 /// The signal the round trips use (not maniac's SIGURG).
 const BENCH_SIGNAL: libc::c_int = libc::SIGUSR2;
 
-/// Installs [`count_signal`] for [`BENCH_SIGNAL`] while it lives; puts the old action back after.
+/// A handler of [`BENCH_SIGNAL`].
+type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// Installs a handler for [`BENCH_SIGNAL`] while it lives; puts the old action back after.
 struct Installed {
     previous: libc::sigaction,
 }
 
 impl Installed {
-    fn new() -> Installed {
+    /// Installs `handler`, which must be async-signal-safe.
+    fn new(handler: Handler) -> Installed {
         // SAFETY: a zeroed sigaction is a valid value (empty mask, no flags, SIG_DFL).
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = count_signal as *const () as usize;
+        action.sa_sigaction = handler as *const () as usize;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
         // SAFETY: as above.
         let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers are valid sigactions; the handler is async-signal-safe (one
-        // atomic add) and lives for the whole program.
+        // SAFETY: both pointers are valid sigactions; the handler is async-signal-safe (the
+        // caller's promise) and, a function, lives for the whole program.
         let status = unsafe { libc::sigaction(BENCH_SIGNAL, &action, &mut previous) };
         assert_eq!(status, 0, "sigaction");
         Installed { previous }
@@ -676,7 +696,7 @@ pub struct SignalFigures {
 }
 
 fn signal_to_self(count: u64) -> f64 {
-    let _installed = Installed::new();
+    let _installed = Installed::new(count_signal);
     // SAFETY: getpid and gettid have no preconditions.
     let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
     let before = HANDLED.load(Ordering::Relaxed);
@@ -696,7 +716,7 @@ fn signal_to_self(count: u64) -> f64 {
 }
 
 fn signal_cross_thread(count: u64) -> f64 {
-    let _installed = Installed::new();
+    let _installed = Installed::new(count_signal);
     let stop = Arc::new(AtomicBool::new(false));
     let (sender, receiver) = std::sync::mpsc::channel();
     let spinner = {
@@ -759,6 +779,239 @@ pub fn run_signal(reps: usize, quick: bool) -> SignalFigures {
         cross_thread: Summary::of(&cross_thread).median,
         syscall: Summary::of(&syscall).median,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// interrupt_floor
+
+/// Where `interrupt_floor`'s interrupts come from (module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterruptSource {
+    OwnTimer,
+    Sleeper,
+}
+
+impl InterruptSource {
+    pub const ALL: [InterruptSource; 2] = [InterruptSource::OwnTimer, InterruptSource::Sleeper];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InterruptSource::OwnTimer => "own_timer",
+            InterruptSource::Sleeper => "sleeper",
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's own POSIX timer while it computes with [`InterruptSource::OwnTimer`], for
+    /// the handler to re-arm (const-initialised, so the handler may read it).
+    static OWN_TIMER: std::cell::Cell<Option<libc::timer_t>> = const { std::cell::Cell::new(None) };
+}
+
+/// The quantum [`count_and_rearm`] re-arms an own timer for, ns.
+static OWN_TIMER_PERIOD: AtomicU64 = AtomicU64::new(0);
+
+/// A quantum as a relative timer expiry.
+fn timer_spec(period_ns: u64) -> libc::itimerspec {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    libc::itimerspec {
+        it_interval: zero,
+        it_value: libc::timespec {
+            tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (period_ns % 1_000_000_000) as libc::c_long,
+        },
+    }
+}
+
+/// [`count_signal`], then re-arms this thread's own timer, if it has one, for a quantum later
+/// (`timer_settime` is async-signal-safe; the thread-local is const-initialised).
+extern "C" fn count_and_rearm(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    count_signal(signal, info, context);
+    if let Some(timer) = OWN_TIMER.with(|timer| timer.get()) {
+        let spec = timer_spec(OWN_TIMER_PERIOD.load(Ordering::Relaxed));
+        // SAFETY: `timer` is this thread's live timer (it is deleted only after the thread
+        // forgets it); `spec` is a valid itimerspec.
+        unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
+    }
+}
+
+/// Computes `steps` on this thread, interrupted by its own timer every `period` if given.
+fn compute_with_own_timer(steps: u64, period: Option<Duration>) {
+    let Some(period) = period else {
+        black_box(compute(steps, &AtomicBool::new(false)));
+        return;
+    };
+    // SAFETY: a zeroed sigevent is a valid value; the fields the kernel reads are set below.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_THREAD_ID;
+    event.sigev_signo = BENCH_SIGNAL;
+    // SAFETY: gettid has no preconditions.
+    event.sigev_notify_thread_id = unsafe { libc::gettid() };
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: both pointers are valid; the timer signals this thread, which deletes it below.
+    let status = unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) };
+    assert_eq!(status, 0, "timer_create");
+    OWN_TIMER_PERIOD.store(period.as_nanos() as u64, Ordering::Relaxed);
+    OWN_TIMER.with(|own| own.set(Some(timer)));
+    let spec = timer_spec(period.as_nanos() as u64);
+    // SAFETY: `timer` was just created; `spec` is a valid itimerspec.
+    unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
+    black_box(compute(steps, &AtomicBool::new(false)));
+    OWN_TIMER.with(|own| own.set(None));
+    // SAFETY: `timer` is ours and no longer named by the thread-local the handler reads; a
+    // signal already queued still finds the handler installed, and no timer to re-arm.
+    unsafe { libc::timer_delete(timer) };
+}
+
+/// Sleeps to the end of each `period` and sends [`BENCH_SIGNAL`] to every thread of `targets`
+/// whose `done` flag is not set, until all are.
+fn signal_every_period(targets: &[libc::pid_t], done: &[AtomicBool], period: Duration) {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let period_ns = period.as_nanos() as libc::c_long;
+    let mut deadline = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `deadline` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut deadline) };
+    while done.iter().any(|done| !done.load(Ordering::Acquire)) {
+        let nanos = deadline.tv_nsec + period_ns;
+        deadline.tv_sec += nanos / 1_000_000_000;
+        deadline.tv_nsec = nanos % 1_000_000_000;
+        // SAFETY: an absolute sleep on a valid timespec; an interruption only shortens it.
+        unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &deadline,
+                std::ptr::null_mut(),
+            )
+        };
+        for (&tid, done) in targets.iter().zip(done) {
+            if !done.load(Ordering::Acquire) {
+                // SAFETY: the thread `tid` names waits, after setting its flag, until this
+                // function has returned, so it is alive; the signal has our handler.
+                unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, BENCH_SIGNAL) };
+            }
+        }
+    }
+}
+
+/// One batch of `interrupt_floor`: `threads` threads compute `steps` each, interrupted every
+/// quantum by `interrupts` if given. Returns the process's CPU time (ns) and the interrupts.
+pub fn floor_once(
+    threads: usize,
+    steps: u64,
+    interrupts: Option<(InterruptSource, Duration)>,
+) -> (f64, f64) {
+    let _installed = Installed::new(count_and_rearm);
+    let done: Arc<Vec<AtomicBool>> =
+        Arc::new((0..threads).map(|_| AtomicBool::new(false)).collect());
+    let release = Arc::new(std::sync::Barrier::new(threads + 1));
+    let (tids, tid_receiver) = std::sync::mpsc::channel();
+    let own_timer = match interrupts {
+        Some((InterruptSource::OwnTimer, period)) => Some(period),
+        _ => None,
+    };
+    let handled_before = HANDLED.load(Ordering::Relaxed);
+    let cpu_before = process_cpu_ns();
+    let computing: Vec<_> = (0..threads)
+        .map(|index| {
+            let (done, release, tids) = (done.clone(), release.clone(), tids.clone());
+            std::thread::spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                tids.send(unsafe { libc::gettid() })
+                    .expect("sending a thread id");
+                compute_with_own_timer(steps, own_timer);
+                done[index].store(true, Ordering::Release);
+                // Alive until the sleeper, which may still name this thread, has returned.
+                release.wait();
+            })
+        })
+        .collect();
+    let targets: Vec<libc::pid_t> = (0..threads)
+        .map(|_| tid_receiver.recv().expect("a thread id"))
+        .collect();
+    match interrupts {
+        Some((InterruptSource::Sleeper, period)) => signal_every_period(&targets, &done, period),
+        _ => {
+            while done.iter().any(|done| !done.load(Ordering::Acquire)) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    release.wait();
+    for thread in computing {
+        thread.join().expect("a computing thread");
+    }
+    let cpu = process_cpu_ns() - cpu_before;
+    let handled = HANDLED.load(Ordering::Relaxed) - handled_before;
+    (cpu as f64, handled as f64)
+}
+
+/// The figures of one source at one quantum (medians over repetitions).
+#[derive(Clone, Copy, Debug)]
+pub struct FloorFigures {
+    pub source: InterruptSource,
+    pub quantum: Duration,
+    /// Median interrupts per batch.
+    pub interrupts: f64,
+    /// Median of the per-repetition (CPU interrupted − CPU not) / CPU not.
+    pub loss: f64,
+    /// Median of the per-repetition (CPU interrupted − CPU not) / interrupts, ns.
+    pub per_interrupt: f64,
+}
+
+/// `interrupt_floor`: `reps` repetitions of a batch of `workers` threads doing the CPU work of
+/// `preempt_cost`'s batch (2 × `task` each), uninterrupted and with each source at each of
+/// [`QUANTA`].
+pub fn run_floor(workers: usize, reps: usize, task: Duration) -> Vec<FloorFigures> {
+    let steps = 2 * calibrate(task);
+    let settings: Vec<Option<(InterruptSource, Duration)>> = std::iter::once(None)
+        .chain(
+            QUANTA
+                .iter()
+                .flat_map(|&q| InterruptSource::ALL.map(|source| Some((source, q)))),
+        )
+        .collect();
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); settings.len()];
+    for rep in 0..reps {
+        for k in 0..settings.len() {
+            let index = (k + rep) % settings.len();
+            runs[index].push(floor_once(workers, steps, settings[index]));
+        }
+    }
+    let plain = &runs[0];
+    settings[1..]
+        .iter()
+        .zip(&runs[1..])
+        .map(|(setting, interrupted)| {
+            let (source, quantum) = setting.expect("an interrupted setting");
+            let paired = |f: &dyn Fn(f64, (f64, f64)) -> f64| {
+                let values: Vec<f64> = plain
+                    .iter()
+                    .zip(interrupted)
+                    .map(|(&(cpu_plain, _), &run)| f(cpu_plain, run))
+                    .collect();
+                Summary::of(&values).median
+            };
+            FloorFigures {
+                source,
+                quantum,
+                interrupts: paired(&|_, (_, n)| n),
+                loss: paired(&|plain, (cpu, _)| (cpu - plain) / plain),
+                per_interrupt: paired(&|plain, (cpu, n)| (cpu - plain) / n.max(1.0)),
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -840,6 +1093,11 @@ mod tests {
         let on = cost_once(2, Some(QUANTA[1]), 4, steps);
         assert!(on.cpu > 0.0);
         let signal = run_signal(1, true);
+        for source in InterruptSource::ALL {
+            let (cpu, interrupts) = floor_once(2, steps, Some((source, QUANTA[1])));
+            assert!(cpu > 0.0);
+            assert!(interrupts > 0.0, "{}: no interrupt in 40 ms", source.name());
+        }
         let gaps = run_gaps(2, Duration::from_millis(20));
         assert!(gaps.longest >= 0.0 && gaps.over_200us_per_second >= gaps.over_1ms_per_second);
         assert!(signal.to_self > 0.0 && signal.cross_thread > 0.0 && signal.syscall > 0.0);
