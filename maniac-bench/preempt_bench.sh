@@ -2,21 +2,22 @@
 # Wake latency of a 1 ms ticker beside CPU hogs: maniac (preemption at 1 ms and at 100 µs, with
 # its monitor at real-time priority, the default, and at normal priority (`_normal`); and off),
 # tokio and Go, with the same workload (maniac-bench's `preempt_latency`, and
-# maniac-bench/go/latency.go), in one run.
+# maniac-bench/go's `-mode latency`), in one run.
 #
 #   maniac-bench/preempt_bench.sh [--reps R] [--workers W] [--seconds S]
 #
-# Installs Debian's golang-go if `go` is missing (apt-get, as root), builds the two Go programs
-# and maniac-bench in release, then for each of R repetitions (default 3) runs the Go program and
-# `maniac-bench --only preempt_latency --reps 1` (which runs its six contenders), alternating
-# which goes first. Every contender measures for S seconds (default 2) with W workers (default:
-# the machine's cores) and 2W hogs. Prints each run's figures, then one table of each contender's
-# medians over the repetitions, with the ratios of its p99 and p99.9 to Go's and to
-# maniac_1ms's, and how often the machine itself took a busy thread's core away (`cpu_gaps`, run
-# before each repetition): the floor under every tail latency.
+# Installs Debian's golang-go if `go` is missing (apt-get, as root), builds the Go program
+# (maniac-bench/go) and maniac-bench in release, then for each of R repetitions (default 3) runs
+# the Go program's latency mode and `maniac-bench --only preempt_latency --reps 1` (which runs
+# its six contenders), alternating which goes first. Every contender measures for S seconds
+# (default 2) with W workers (default: the machine's cores) and 2W hogs. Prints each run's
+# figures, then one table of each contender's medians over the repetitions, with the ratios of
+# its p99 and p99.9 to Go's and to maniac_1ms's, and how often the machine itself took a busy
+# thread's core away (`cpu_gaps`, run before each repetition): the floor under every tail
+# latency.
 #
 # Then the cost of a preemption, maniac against Go: R repetitions of Go's preempt_cost
-# (maniac-bench/go/cost: 2W goroutines of about 500 ms of arithmetic each, with
+# (maniac-bench/go's `-mode cost`: 2W goroutines of about 500 ms of arithmetic each, with
 # GODEBUG=asyncpreemptoff=1 and without, back to back, order alternating), then
 # `maniac-bench --only preempt_cost --reps R` (off, and quanta of 10 ms (Go's forcePreemptNS),
 # 1 ms and 100 µs, back to back, order rotating), then `maniac-bench --only interrupt_floor
@@ -51,12 +52,12 @@ cargo build --release --quiet -p maniac-bench --bin maniac-bench
 target=${CARGO_TARGET_DIR:-target}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/latency_go" maniac-bench/go/latency.go
-(cd maniac-bench/go/cost && go build -o "$work/cost_go" .)
+(cd maniac-bench/go && go build -o "$work/preempt_go" .)
 
 # Runs one contender family and appends its JSON lines to $work/results.
 run_go() {
-    "$work/latency_go" -workers "$workers" -seconds "$seconds" | tee -a "$work/results"
+    "$work/preempt_go" -mode latency -workers "$workers" -seconds "$seconds" |
+        tee -a "$work/results"
 }
 run_rust() {
     "$target/release/maniac-bench" --only cpu_gaps,preempt_latency --reps 1 --json \
@@ -104,9 +105,9 @@ echo "goal: maniac's p99.9 within one quantum + 200 us (1200 us at 1 ms, 300 us 
 echo
 echo "cost of a preemption: $((2 * workers)) tasks of about 500 ms of arithmetic on $workers" \
     "workers, process CPU time with preemption off and on, $reps repetitions"
-steps=$("$work/cost_go" -workers "$workers" -calibrate)
+steps=$("$work/preempt_go" -mode cost -workers "$workers" -calibrate)
 run_go_cost() {
-    GODEBUG=asyncpreemptoff=$1 "$work/cost_go" -workers "$workers" -steps "$steps" |
+    GODEBUG=asyncpreemptoff=$1 "$work/preempt_go" -mode cost -workers "$workers" -steps "$steps" |
         tee -a "$work/cost_go_$1"
 }
 for rep in $(seq "$reps"); do
@@ -162,6 +163,7 @@ for quantum in 1000 100; do
             "$(json cpu_loss <<<"$lines")" "$(json ns_per_interrupt <<<"$lines")"
     done
 done
-echo "floor rows: no runtime, each thread interrupted once a quantum (interrupt_floor in preempt.rs)"
+echo "floor rows: no runtime, each thread interrupted once a quantum (interrupt_floor," \
+    "maniac-bench/src/preempt.rs)"
 echo "goal: at most the signal round trip + 300 ns per preemption, at most 1 % loss at 1 ms" \
     "(the machine's signal round trip: maniac-bench --only signal_roundtrip)"

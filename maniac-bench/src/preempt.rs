@@ -9,7 +9,7 @@
 //! ticker; a tick still waiting then counts with the lateness it had, so no figure exceeds the
 //! measuring time. Contenders: maniac preempting at 1 ms and at
 //! 100 µs, maniac with preemption off, and tokio (`maniac-bench/preempt_bench.sh` adds Go, with
-//! the same workload in `maniac-bench/go/latency.go`). Per repetition every contender runs once,
+//! the same workload in `maniac-bench/go`, `-mode latency`). Per repetition every contender runs once,
 //! in an order that rotates; the report gives each figure's median over the repetitions.
 //!
 //! ## `preempt_cost`: cost per preemption and throughput loss

@@ -1,3 +1,0 @@
-module maniac-bench/cost
-
-go 1.19

@@ -1,1 +1,0 @@
-// Empty: its presence lets cost.go declare runtime.nanotime without a body (go:linkname).

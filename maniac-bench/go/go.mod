@@ -1,0 +1,3 @@
+module maniac-bench/preempt
+
+go 1.19

@@ -1,0 +1,1 @@
+// Empty: its presence lets compute.go declare runtime.nanotime without a body (go:linkname).
