@@ -639,6 +639,14 @@ mod tests {
         preempt_running(slot)
     }
 
+    /// One worker in a poll: the monitor, its watches and that poll.
+    fn one_worker_in_a_poll() -> (MonitorShared, Watches, u64) {
+        let shared = monitor(1, QUANTUM, Instant::now());
+        shared.slots[0].begin_poll();
+        let poll = shared.slots[0].running_poll().unwrap();
+        (shared, watches(1), poll)
+    }
+
     fn next_poll(slot: &WorkerSlot) -> u64 {
         slot.end_poll();
         slot.begin_poll();
@@ -684,9 +692,7 @@ mod tests {
 
     #[test]
     fn a_poll_first_seen_without_a_preemption_runs_since_it_was_seen() {
-        let shared = monitor(1, QUANTUM, Instant::now());
-        let mut watches = watches(1);
-        shared.slots[0].begin_poll();
+        let (shared, mut watches, _) = one_worker_in_a_poll();
         let now = Instant::now();
         let look = shared.look(0, &mut watches, now, QUANTUM / 4, false);
         assert!(!look.requested && !look.long, "{look:?}");
@@ -801,10 +807,8 @@ mod tests {
     /// one it finds again at its next look at once.
     #[test]
     fn a_calm_monitor_asks_for_a_poll_it_finds_at_two_looks() {
-        let shared = monitor(1, QUANTUM, Instant::now());
-        let mut watches = watches(1);
+        let (shared, mut watches, _) = one_worker_in_a_poll();
         let period = QUANTUM / 4;
-        shared.slots[0].begin_poll();
         let now = Instant::now();
         let first = shared.look(0, &mut watches, now, period, true);
         assert!(first.due.is_none() && !first.requested, "{first:?}");
@@ -819,14 +823,6 @@ mod tests {
             "{third:?}"
         );
         assert_eq!(shared.slots[0].running_poll(), Some(next));
-    }
-
-    /// One worker in a poll: the monitor, its watches and that poll.
-    fn one_worker_in_a_poll() -> (MonitorShared, Watches, u64) {
-        let shared = monitor(1, QUANTUM, Instant::now());
-        shared.slots[0].begin_poll();
-        let poll = shared.slots[0].running_poll().unwrap();
-        (shared, watches(1), poll)
     }
 
     /// Rule 7: a poll another worker spotted is timed, by a calm monitor, from when a worker
