@@ -12,14 +12,21 @@
 //!    signal only when the *same* poll has been running for at least the quantum
 //!    (`monitor`). Requests coalesce: one pending signal per worker at most. While polls
 //!    overrun, the monitor runs at real-time priority where it may, so that its looks are not
-//!    late behind the very polls they are for.
+//!    late behind the very polls they are for. After that, the worker times itself: each
+//!    worker thread has a POSIX timer of its own, which the poll right after a preemption arms
+//!    for one quantum, and whose signal the handler takes as the monitor's request for the
+//!    running poll if that poll noted its start and has run its quantum (`slot`, "own_timer").
+//!    So a worker running hog after hog preempts itself, with no monitor wake-up and no signal
+//!    across cores, and stays on time while the host has taken away the vCPU the monitor would
+//!    have woken on (BENCHMARKS.md, "Preemption"); the monitor leaves the polls that timer
+//!    covers alone.
 //! 2. **Deciding.** The signal handler runs on the worker's alternate signal stack. It takes the
 //!    request and checks whether the interrupted instruction is an *async-safe point*
 //!    (`safepoint`: inside a task's poll; no `no_preempt` section; in the executable, outside a
 //!    denylist built from its symbol table, or waiting for one of std's locks; on the current
 //!    generator's stack with room). If not,
-//!    it counts the reason and returns: the monitor asks again at its next look, and the end of the
-//!    poll settles the matter at the latest.
+//!    it counts the reason and returns: the monitor (or the worker's own timer) asks again a
+//!    quarter quantum later, and the end of the poll settles the matter at the latest.
 //! 3. **Switching.** The handler never switches stacks itself (nothing a signal handler may call
 //!    could). It rewrites the interrupted context so that, on return from the signal, the thread
 //!    runs the trampoline as if the interrupted instruction had called it (`signal`). The
@@ -39,7 +46,8 @@
 //! - *A periodic timer per worker* (`timer_create`): CPU-time clocks fire only on the kernel tick
 //!   (every 4 ms here, whatever period is asked), and a periodic monotonic timer costs ~19 µs a
 //!   tick in a VM (19 % at 100 µs) even when every poll is short. Signalling only the overrunning
-//!   worker costs nothing when tasks behave.
+//!   worker costs nothing when tasks behave: the workers' own timers are one-shot, armed only by
+//!   a poll that follows a preemption, so a worker whose polls are short never arms its own.
 //! - *Checks compiled into user code* (Go's cooperative preemption points, loop back-edges): they
 //!   need the compiler's help, which Rust does not give, and they cost every loop iteration.
 //! - *Saving only the SSE registers*: a task using AVX, AVX-512 or x87 state would find it

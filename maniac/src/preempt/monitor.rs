@@ -31,7 +31,11 @@
 //!    more for the alignment), plus the monitor's and the signal's own lateness; up to two
 //!    quanta when it starts unseen and not soon after a preemption (the monitor backing off, or
 //!    every worker timed when it began); when the monitor is calm, rule 7. Requests coalesce: no
-//!    second signal while one is pending.
+//!    second signal while one is pending. A poll its worker's own timer covers (`slot` module
+//!    doc, "own_timer": the timer is timing that worker's polls since a preemption, and this
+//!    poll noted its start) gets no look due and no request: the timer preempts it, and asks
+//!    again when that is deferred; the monitor only reports it if stuck (rule 6), and, as
+//!    after a request, does not become calm while such polls run (rule 7).
 //! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
@@ -95,6 +99,8 @@ struct Look {
     due: Option<Instant>,
     /// A request was sent for it.
     requested: bool,
+    /// Its running poll is timed by the worker's own timer (`slot` module doc, "own_timer").
+    own_timed: bool,
 }
 
 /// The monitor's record of one worker (rule 2).
@@ -140,6 +146,22 @@ const INITIAL_DELAY: Duration = Duration::from_micros(20);
 
 /// The shortest look period (rule 1).
 const MIN_PERIOD: Duration = Duration::from_micros(25);
+
+/// Rule 2: the first tick of `ticks` at or after `at`, if it comes within an eighth of
+/// `quantum` (else `at`). Async-signal-safe (the own timer's handler uses it too).
+pub(crate) fn after_timer_tick(ticks: TickGrid, quantum: Duration, at: Instant) -> Instant {
+    let tick = ticks.instant(ticks.tick_at_or_after(at));
+    if tick.saturating_duration_since(at) <= quantum / 8 {
+        tick
+    } else {
+        at
+    }
+}
+
+/// The period of rule 1's looks, and of repeated requests (rule 2), at `quantum`.
+pub(crate) fn look_period(quantum: Duration) -> Duration {
+    (quantum / 4).max(MIN_PERIOD)
+}
 
 /// Rule 4: quanta without a request after which the monitor drops back to normal priority.
 const RELAX_AFTER: u32 = 10;
@@ -266,7 +288,9 @@ impl MonitorShared {
         timer_ticks: TickGrid,
     ) -> MonitorShared {
         MonitorShared {
-            slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
+            slots: (0..workers)
+                .map(|_| WorkerSlot::new(quantum, timer_ticks))
+                .collect(),
             quantum,
             timer_ticks,
             signal,
@@ -294,7 +318,7 @@ impl MonitorShared {
         // Rule 1: sleeps this short need the timer slack at its minimum (the default is 50 µs).
         // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
-        let period = (self.quantum / 4).max(MIN_PERIOD);
+        let period = look_period(self.quantum);
         let mut sleep = period;
         let mut watches = Watches {
             workers: vec![Watch::default(); self.slots.len()],
@@ -310,16 +334,20 @@ impl MonitorShared {
             let now = Instant::now();
             let mut any_long = false;
             let mut requested = false;
+            let mut own_timed = false;
             let mut all_timed = true;
             let mut next_due: Option<Instant> = None;
             for index in 0..self.slots.len() {
                 let look = self.look(index, &mut watches, now, period, calm);
                 any_long |= look.long;
                 requested |= look.requested;
+                own_timed |= look.own_timed;
                 all_timed &= look.due.is_some();
                 next_due = earliest(next_due, look.due);
             }
-            if requested {
+            // Polls preempting themselves keep the monitor from calm, as its requests do: a hog
+            // that starts unnoted among them is then timed as in rule 2.
+            if requested || own_timed {
                 last_request = Some(now);
             }
             let settled = self.settled(last_request, now);
@@ -458,11 +486,22 @@ impl MonitorShared {
         };
         let running = now.saturating_duration_since(since);
         slot.record_poll_length(u64::try_from(running.as_nanos()).unwrap_or(u64::MAX));
+        if slot.own_timer_covers(poll) {
+            // Its worker's own timer preempts it, and asks again when that is deferred.
+            if running >= STUCK_REPORT.max(self.quantum * 10) {
+                self.report_stuck(index, slot, running);
+            }
+            return Look {
+                own_timed: true,
+                ..Look::default()
+            };
+        }
         if running < self.quantum {
             return Look {
                 long,
                 due: Some(self.after_timer_tick(since + self.quantum)),
                 requested: false,
+                own_timed: false,
             };
         }
         let requested = slot.request(poll);
@@ -488,19 +527,13 @@ impl MonitorShared {
             long,
             due: Some(due),
             requested,
+            own_timed: false,
         }
     }
 
-    /// Rule 2: the first timer tick at or after `at`, if it comes within an eighth of a quantum
-    /// (else `at`).
+    /// Rule 2's alignment of a due time `at`.
     fn after_timer_tick(&self, at: Instant) -> Instant {
-        let ticks = self.timer_ticks;
-        let tick = ticks.instant(ticks.tick_at_or_after(at));
-        if tick.saturating_duration_since(at) <= self.quantum / 8 {
-            tick
-        } else {
-            at
-        }
+        after_timer_tick(self.timer_ticks, self.quantum, at)
     }
 
     /// Rule 6.
@@ -655,7 +688,7 @@ mod tests {
 
     #[test]
     fn the_polls_after_a_preemption_note_their_start_until_the_worker_parks() {
-        let slot = WorkerSlot::new();
+        let slot = WorkerSlot::new(QUANTUM, TickGrid::new(Instant::now()));
         slot.begin_poll();
         assert!(slot.poll_start(slot.running_poll().unwrap()).is_none());
         let before = Instant::now();

@@ -5,13 +5,15 @@
 //!    worker's alternate signal stack, set up with the coroutine machinery) and `SA_RESTART`
 //!    (system calls it interrupts resume by themselves where the kernel can).
 //! 2. A signal is a request of ours only if this process sent it with `tgkill` (`SI_TKILL` from our
-//!    pid) to a worker thread that has a request pending, which the handler takes. Anything else
-//!    goes to the action installed before ours. A request for a poll that has ended is dropped
-//!    (`slot` module doc, "requested").
+//!    pid) to a worker thread that has a request pending, which the handler takes, or if it is
+//!    that worker's own timer firing (`SI_TIMER` with the slot's address as its value; `slot`
+//!    module doc, "own_timer"). Anything else goes to the action installed before ours. A
+//!    request for a poll that has ended is dropped (`slot` module doc, "requested").
 //! 3. The handler never switches stacks. It checks the safe-point rules (`safepoint`) and, when
 //!    they hold, rewrites the interrupted context so that the thread, on return from the signal,
 //!    runs the trampoline (`trampoline`) as if the interrupted instruction had called it; when they
-//!    do not, it counts the reason and returns (the monitor asks again later).
+//!    do not, it counts the reason and returns (the monitor, or the own timer, asks again
+//!    later).
 //! 4. Async-signal-safe: it reads const-initialised thread-locals and immutable tables, updates
 //!    atomics, and calls nothing that allocates, locks or sets `errno`.
 
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::DeferReason;
 use super::safepoint;
-use super::slot::WorkerSlot;
+use super::slot::{OwnTimerExpiry, WorkerSlot};
 use super::trampoline;
 use crate::signals;
 
@@ -49,6 +51,7 @@ pub(crate) fn install(signal: libc::c_int) -> io::Result<()> {
 /// Makes `slot` this thread's until the guard is dropped (the worker thread's whole life).
 pub(crate) fn attach(slot: &WorkerSlot, signal: libc::c_int) -> AttachGuard {
     slot.attach_current_thread();
+    slot.create_own_timer(signal);
     AttachGuard {
         previous: WORKER_SLOT.replace(slot),
         signal,
@@ -76,6 +79,7 @@ impl Drop for AttachGuard {
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
         }
         if let Some(slot) = current_slot() {
+            slot.delete_own_timer();
             slot.detach_current_thread();
         }
         WORKER_SLOT.set(self.previous);
@@ -95,20 +99,57 @@ extern "C" fn handle_request(
     context: *mut libc::c_void,
 ) {
     // Rule 2.
+    let slot = current_slot();
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let own_timer = slot.is_some_and(|slot| unsafe { slot.is_own_timer(info) });
+    // SAFETY: as above.
     let from_us = unsafe { (*info).si_code == libc::SI_TKILL && (*info).si_pid() == process_id() };
-    let request = current_slot()
-        .filter(|_| from_us)
-        .and_then(|slot| Some((slot, slot.take_request()?)));
-    let Some((slot, current)) = request else {
+    // The kernel keeps one instance of a pending standard signal: one that arrives while the
+    // other source's is pending is merged into it, so each of ours serves both sources.
+    let ours = slot
+        .filter(|_| own_timer || from_us)
+        .map(|slot| (slot, slot.take_request()))
+        .filter(|(slot, request)| match (own_timer, request) {
+            (true, Some(_)) => {
+                slot.set_request_absorbed();
+                true
+            }
+            (true, None) | (false, Some(_)) => true,
+            (false, None) => slot.take_request_absorbed(),
+        });
+    let Some((slot, request)) = ours else {
         // SAFETY: our handler for `signal`, with the kernel's arguments.
         unsafe { signals::forward(signal, info, context) };
         return;
     };
-    if !current {
+    let timer_due = slot.own_timer_expired() == OwnTimerExpiry::Due;
+    if request == Some(false) {
         slot.count_deferral(DeferReason::Stale);
+    }
+    let requested = request == Some(true);
+    if !requested && !timer_due {
         return;
     }
+    // SAFETY: the kernel's context for this handler.
+    if let Err(reason) = unsafe { preempt_if_safe(slot, context, !requested) } {
+        slot.count_deferral(reason);
+        if timer_due {
+            slot.own_timer_deferred(slot.retry_period());
+        }
+    }
+}
+
+/// Rule 3 for the poll running on `slot`'s worker, which a request (or, `by_own_timer`, the
+/// worker's own timer) asked to preempt.
+///
+/// # Safety
+/// `context` must be the `ucontext_t` the kernel passed to this SA_SIGINFO handler, which it
+/// restores on return.
+unsafe fn preempt_if_safe(
+    slot: &WorkerSlot,
+    context: *mut libc::c_void,
+    by_own_timer: bool,
+) -> Result<(), DeferReason> {
     // SAFETY: for an SA_SIGINFO handler the third argument is the interrupted `ucontext_t`,
     // which the kernel restores on return; we are its only user until then.
     let registers = unsafe { &mut (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
@@ -130,8 +171,9 @@ extern "C" fn handle_request(
             unsafe { ptr::write(return_address as *mut u64, pc as u64) };
             registers[libc::REG_RSP as usize] = return_address as i64;
             registers[libc::REG_RIP as usize] = trampoline::trampoline_address() as i64;
-            slot.count_preemption(point == safepoint::SafePoint::LockWait);
+            slot.count_preemption(point == safepoint::SafePoint::LockWait, by_own_timer);
+            Ok(())
         }
-        Err(reason) => slot.count_deferral(reason),
+        Err(reason) => Err(reason),
     }
 }

@@ -37,6 +37,31 @@
 //! not read atomically: a monitor that reads the number of one poll and the time of the next
 //! times a poll that has already ended, a little late, and its next look replaces that record.
 //!
+//! ## `own_timer` and `timed_poll`
+//! Each worker thread has a POSIX timer of its own (`CLOCK_MONOTONIC`, signalling that thread
+//! with the preemption signal, `SIGEV_THREAD_ID`), created when it attaches. The poll that
+//! directly follows a preemption arms it for one quantum (one `timer_settime`, in the cold
+//! branch of `begin_poll` that already reads the clock) and records itself in `timed_poll`.
+//! When it fires, the handler (`signal` rule 2) preempts the running poll if it noted its start
+//! and has run its quantum since, as for the monitor's request; if it noted its start and has
+//! not, the handler re-arms the timer for the rest of that poll's quantum (`timer_settime` is
+//! async-signal-safe) and times it instead; otherwise it lets the monitor time what runs. A
+//! deferred preemption re-arms the timer for the monitor's retry period. The monitor leaves
+//! every poll the timer covers alone (`monitor` rule 2): the timer is timing this worker's polls
+//! since a preemption, and the poll noted its start. The kernel keeps one instance of a pending
+//! standard signal, so the timer's and a monitor request's (for a poll the timer does not
+//! cover) can merge: the handler serves both at each signal of ours, since a lost expiry would
+//! end the timing and a lost request would leave the monitor thinking one is on its way; when
+//! a timer's signal takes a request, the request's own signal, should it come after all, is
+//! known to be ours (`request_absorbed`) rather than another sender's. So a worker that runs
+//! hog after hog preempts itself, with no monitor wake-up and no signal from another core: on
+//! our VMs each costs a computing thread some 15–20 µs (BENCHMARKS.md, "The floor under the
+//! cost"), and the host takes one vCPU away for milliseconds now and then while the other runs
+//! on (gaps of the two vCPUs almost never overlap): the worker on the running vCPU is then
+//! still preempted on time, where a monitor whose wake-up timer sits on the stopped vCPU is
+//! late for every worker. A worker whose timer cannot be created (or armed) is timed by the
+//! monitor alone.
+//!
 //! ## `sighting`
 //! Written by *other* workers for a calm monitor (`monitor` rule 7): the running poll they saw
 //! here, since when they have seen it, and whether it has been *spotted*: seen running long
@@ -46,11 +71,14 @@
 //! off the CPU must not give the new poll its old time), so it is kept under a lock; each
 //! spotter takes it at most eight times a quantum.
 
+use std::ptr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
+
+use crate::time::TickGrid;
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 use super::signal;
@@ -69,6 +97,19 @@ const NO_PREEMPTION: u64 = 1 << 63;
 
 /// Marks `requested` as holding a request (module doc).
 const REQUESTED: u64 = 1 << 63;
+
+/// `timed_poll` when the own timer times no poll: not a sequence number.
+const NOT_TIMED: u64 = 1 << 63;
+
+/// What the handler makes of the worker's own timer firing (module doc, `own_timer`).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnTimerExpiry {
+    /// The poll it times has run its quantum: preempt it.
+    Due,
+    /// Nothing to preempt now (re-armed for a later poll, or left to the monitor).
+    NotDue,
+}
 
 /// Why a preemption request was not taken (the handler's safe-point rules, `safepoint` module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +172,20 @@ pub(crate) struct WorkerSlot {
     /// to a thread that is gone (nor to a later thread that reused its id).
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     thread: Mutex<Option<libc::pid_t>>,
+    /// The worker thread's own timer, its id plus one; zero if it has none (module doc).
+    own_timer: AtomicUsize,
+    /// The quantum, for arming the own timer.
+    quantum: Duration,
+    /// The time driver's ticks: the own timer fires just after one, as the monitor's
+    /// requests come (`monitor` rule 2).
+    timer_ticks: TickGrid,
+    /// The poll the own timer times, [`NOT_TIMED`] if none (module doc).
+    timed_poll: AtomicU64,
+    /// Whether a signal of the own timer took a pending request (module doc).
+    request_absorbed: AtomicBool,
     preemptions: AtomicU64,
+    /// Of `preemptions`, those the own timer asked for.
+    own_timer_preemptions: AtomicU64,
     /// Polls preempted on this worker that have not resumed yet (for the monitor's report of
     /// a worker that looks deadlocked, `monitor` rule 6).
     preempted_waiting: AtomicU64,
@@ -157,7 +211,7 @@ struct Sighting {
 }
 
 impl WorkerSlot {
-    pub(crate) fn new() -> WorkerSlot {
+    pub(crate) fn new(quantum: Duration, timer_ticks: TickGrid) -> WorkerSlot {
         WorkerSlot {
             poll_state: AtomicU64::new(0),
             requested: AtomicU64::new(0),
@@ -169,7 +223,13 @@ impl WorkerSlot {
             epoch: Instant::now(),
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             thread: Mutex::new(None),
+            own_timer: AtomicUsize::new(0),
+            quantum,
+            timer_ticks,
+            timed_poll: AtomicU64::new(NOT_TIMED),
+            request_absorbed: AtomicBool::new(false),
             preemptions: AtomicU64::new(0),
+            own_timer_preemptions: AtomicU64::new(0),
             preempted_waiting: AtomicU64::new(0),
             lock_waits_preempted: AtomicU64::new(0),
             deferred: Default::default(),
@@ -194,6 +254,161 @@ impl WorkerSlot {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn detach_current_thread(&self) {
         *self.thread_lock() = None;
+    }
+
+    /// On the worker thread, when it attaches: creates its own timer (module doc), which sends
+    /// `signal` to this thread with this slot's address as its value. Without one (the kernel
+    /// refused it) the monitor alone times this worker.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) fn create_own_timer(&self, signal: libc::c_int) {
+        // SAFETY: a zeroed sigevent is a valid value; the fields the kernel reads are set below.
+        let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = signal;
+        event.sigev_value = libc::sigval {
+            sival_ptr: ptr::from_ref(self).cast_mut().cast(),
+        };
+        // SAFETY: gettid has no preconditions.
+        event.sigev_notify_thread_id = unsafe { libc::gettid() };
+        let mut timer: libc::timer_t = ptr::null_mut();
+        // SAFETY: both pointers are valid for the call; the timer signals this thread, which
+        // deletes it before it exits (`delete_own_timer`).
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } == 0 {
+            self.own_timer.store(timer as usize + 1, Ordering::Release);
+        }
+    }
+
+    /// On the worker thread, before it exits, with the signal blocked: deletes its own timer.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) fn delete_own_timer(&self) {
+        if let Some(timer) = self.own_timer.swap(0, Ordering::AcqRel).checked_sub(1) {
+            // SAFETY: the id `create_own_timer` stored, no longer stored, so never armed again.
+            unsafe { libc::timer_delete(timer as libc::timer_t) };
+        }
+    }
+
+    /// Whether `info` is this slot's own timer firing (module doc). Async-signal-safe.
+    ///
+    /// # Safety
+    /// `info` must be the siginfo the kernel passed to an `SA_SIGINFO` handler.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) unsafe fn is_own_timer(&self, info: *const libc::siginfo_t) -> bool {
+        // SAFETY: the caller's promise; a timer's siginfo carries the sigevent's value.
+        unsafe {
+            (*info).si_code == libc::SI_TIMER
+                && ptr::eq(
+                    (*info).si_value().sival_ptr.cast_const(),
+                    ptr::from_ref(self).cast(),
+                )
+        }
+    }
+
+    /// Arms the own timer, if there is one, to fire `after` from now for poll `poll`. Owner
+    /// thread (the worker or its signal handler): async-signal-safe, and keeps `errno`.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn arm_own_timer(&self, poll: u64, after: Duration) {
+        let Some(timer) = self.own_timer.load(Ordering::Acquire).checked_sub(1) else {
+            return;
+        };
+        self.timed_poll.store(poll, Ordering::Release);
+        // A zero expiry would disarm the timer.
+        let after = after.max(Duration::from_micros(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: errno is this thread's; `timer` is this thread's live timer (deleted only
+        // after `own_timer` no longer holds it); `spec` is a valid itimerspec.
+        let armed = unsafe {
+            let errno = *libc::__errno_location();
+            let status = libc::timer_settime(timer as libc::timer_t, 0, &spec, ptr::null_mut());
+            *libc::__errno_location() = errno;
+            status == 0
+        };
+        if !armed {
+            // Never covered by a timer that will not fire: the monitor times it.
+            self.timed_poll.store(NOT_TIMED, Ordering::Release);
+        }
+    }
+
+    /// For the handler, on any signal of ours (its own timer's may have been merged into it,
+    /// module doc): whether the running poll, if it noted its start, has run its quantum; if it
+    /// has not, the own timer is re-armed for the rest of it. Async-signal-safe.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) fn own_timer_expired(&self) -> OwnTimerExpiry {
+        if self.own_timer.load(Ordering::Relaxed) == 0 {
+            return OwnTimerExpiry::NotDue;
+        }
+        let noted = self
+            .running_poll()
+            .and_then(|poll| Some((poll, self.poll_start(poll)?.0)));
+        // Any other poll is the monitor's to time.
+        let Some((poll, began)) = noted else {
+            self.timed_poll.store(NOT_TIMED, Ordering::Relaxed);
+            return OwnTimerExpiry::NotDue;
+        };
+        match self
+            .quantum_due(began)
+            .checked_duration_since(Instant::now())
+        {
+            Some(left) if !left.is_zero() => {
+                self.arm_own_timer(poll, left);
+                OwnTimerExpiry::NotDue
+            }
+            _ => {
+                self.timed_poll.store(poll, Ordering::Release);
+                OwnTimerExpiry::Due
+            }
+        }
+    }
+
+    /// For the handler: the own timer's preemption of the timed poll was deferred; it asks
+    /// again a `retry` later, as the monitor would. Async-signal-safe.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) fn own_timer_deferred(&self, retry: Duration) {
+        let poll = self.timed_poll.load(Ordering::Relaxed);
+        if poll != NOT_TIMED {
+            self.arm_own_timer(poll, retry);
+        }
+    }
+
+    /// For the monitor: whether the own timer covers poll `poll` (module doc): it is timing
+    /// this worker's polls since a preemption, and `poll` noted its start, so the timer (armed
+    /// for a quantum after an earlier poll of those began, at the latest) fires in time for it.
+    pub(crate) fn own_timer_covers(&self, poll: u64) -> bool {
+        self.timed_poll.load(Ordering::Acquire) != NOT_TIMED && self.poll_start(poll).is_some()
+    }
+
+    /// For the handler: a signal of the own timer took the monitor's pending request (the
+    /// request's own signal merged into it, or is still on its way: module doc).
+    pub(crate) fn set_request_absorbed(&self) {
+        self.request_absorbed.store(true, Ordering::Relaxed);
+    }
+
+    /// For the handler: whether a request's signal that finds no request pending is one whose
+    /// request an own timer's signal took (then it is ours, not another sender's).
+    /// Async-signal-safe.
+    pub(crate) fn take_request_absorbed(&self) -> bool {
+        self.request_absorbed.swap(false, Ordering::Relaxed)
+    }
+
+    /// How soon the own timer asks again after a deferral: as the monitor would.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) fn retry_period(&self) -> Duration {
+        super::monitor::look_period(self.quantum)
+    }
+
+    /// When a poll that began at `began` is to be preempted: a quantum on, put off to the time
+    /// driver's next tick as the monitor's requests are (`monitor` rule 2).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn quantum_due(&self, began: Instant) -> Instant {
+        super::monitor::after_timer_tick(self.timer_ticks, self.quantum, began + self.quantum)
     }
 
     /// For the monitor: sends `signal` to the worker thread, if it still runs. Returns whether
@@ -242,6 +457,12 @@ impl WorkerSlot {
             (poll << SEQUENCE_SHIFT) | starts_left | 1,
             Ordering::Release,
         );
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        if self.follows_preemption.load(Ordering::Relaxed) == poll {
+            let began = self.epoch + Duration::from_nanos(at);
+            let due = self.quantum_due(began);
+            self.arm_own_timer(poll, due.saturating_duration_since(Instant::now()));
+        }
     }
 
     /// The poll ends, or is switched out (module doc). Owner thread only.
@@ -362,9 +583,12 @@ impl WorkerSlot {
         self.parked.load(Ordering::SeqCst)
     }
 
-    /// Async-signal-safe.
-    pub(crate) fn count_preemption(&self, lock_wait: bool) {
+    /// Async-signal-safe. `by_own_timer`: the own timer asked for it, not the monitor.
+    pub(crate) fn count_preemption(&self, lock_wait: bool, by_own_timer: bool) {
         self.preemptions.fetch_add(1, Ordering::Relaxed);
+        if by_own_timer {
+            self.own_timer_preemptions.fetch_add(1, Ordering::Relaxed);
+        }
         if lock_wait {
             self.lock_waits_preempted.fetch_add(1, Ordering::Relaxed);
         }
@@ -404,6 +628,7 @@ impl WorkerSlot {
     pub(crate) fn stats(&self) -> WorkerPreemptionStats {
         WorkerPreemptionStats {
             preemptions: self.preemptions.load(Ordering::Relaxed),
+            own_timer_preemptions: self.own_timer_preemptions.load(Ordering::Relaxed),
             lock_waits_preempted: self.lock_waits_preempted.load(Ordering::Relaxed),
             deferred: DeferReason::ALL.map(|reason| {
                 (
@@ -420,6 +645,7 @@ impl WorkerSlot {
 #[derive(Debug, Clone)]
 pub struct WorkerPreemptionStats {
     preemptions: u64,
+    own_timer_preemptions: u64,
     lock_waits_preempted: u64,
     deferred: [(DeferReason, u64); DeferReason::ALL.len()],
     longest_poll: Duration,
@@ -429,6 +655,13 @@ impl WorkerPreemptionStats {
     /// Polls preempted so far.
     pub fn preemptions(&self) -> u64 {
         self.preemptions
+    }
+
+    /// Of [`preemptions`](Self::preemptions), those the worker's own timer asked for (a poll
+    /// that began soon after a preemption on its worker, `maniac::preempt` module doc); the
+    /// others came from the monitor's requests.
+    pub fn preempted_by_own_timer(&self) -> u64 {
+        self.own_timer_preemptions
     }
 
     /// Of [`preemptions`](Self::preemptions), those of a poll that was waiting for a
