@@ -1,5 +1,5 @@
 #![cfg(all(not(loom), target_os = "linux", target_arch = "x86_64"))]
-//! Each worker's own timer (`maniac::preempt` module doc, "How a poll is preempted"): a worker
+//! Each worker's own timer (`maniac::preempt` module doc, "The mechanism"): a worker
 //! that runs hog after hog preempts itself, the monitor only starting each chain; when the
 //! timer's preemption is deferred, the timer asks again until the hog is preempted.
 
@@ -38,9 +38,10 @@ fn hog_after_hog_preempts_itself_and_the_monitor_starts_each_chain() {
             rt.block_on(hog).expect("a hog failed");
         }
         let (all, own) = (preemptions(&rt), by_own_timer(&rt));
-        // 600 ms of hogs on two workers at 1 ms: about 600 preemptions when the machine is
-        // idle; far fewer only if the hogs hardly ran.
-        assert!(all >= 100, "too few preemptions: {}", figures(&rt));
+        // Hogs of 150 ms of wall time, two to a worker, at 1 ms: about 300 preemptions when
+        // the machine is idle, a third of that with the cores shared with two other busy
+        // processes; fewer only if the hogs hardly ran.
+        assert!(all >= 40, "too few preemptions: {}", figures(&rt));
         assert!(
             own * 4 >= all * 3,
             "the own timers asked for {own} of {all} preemptions; {}",

@@ -16,10 +16,10 @@
 //!    worker thread has a POSIX timer of its own, which the poll right after a preemption arms
 //!    for one quantum, and whose signal the handler takes as the monitor's request for the
 //!    running poll if that poll noted its start and has run its quantum (`slot`, "own_timer").
-//!    So a worker running hog after hog preempts itself, with no monitor wake-up and no signal
-//!    across cores, and stays on time while the host has taken away the vCPU the monitor would
-//!    have woken on (BENCHMARKS.md, "Preemption"); the monitor leaves the polls that timer
-//!    covers alone.
+//!    So a worker running hog after hog preempts itself, with no signal across cores and no
+//!    monitor wake-up per preemption, and stays on time while the host has taken away the vCPU
+//!    the monitor would have woken on (BENCHMARKS.md, "Preemption"); the monitor only backs up
+//!    the polls that timer covers, should it fall silent.
 //! 2. **Deciding.** The signal handler runs on the worker's alternate signal stack. It takes the
 //!    request and checks whether the interrupted instruction is an *async-safe point*
 //!    (`safepoint`: inside a task's poll; no `no_preempt` section; in the executable, outside a

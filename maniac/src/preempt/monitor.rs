@@ -33,9 +33,12 @@
 //!    every worker timed when it began); when the monitor is calm, rule 7. Requests coalesce: no
 //!    second signal while one is pending. A poll its worker's own timer covers (`slot` module
 //!    doc, "own_timer": the timer is timing that worker's polls since a preemption, and this
-//!    poll noted its start) gets no look due and no request: the timer preempts it, and asks
-//!    again when that is deferred; the monitor only reports it if stuck (rule 6), and, as
-//!    after a request, does not become calm while such polls run (rule 7).
+//!    poll noted its start) gets no request while that timer is heard from (its signals
+//!    counted in the slot) at least every two quanta: the timer preempts it at one quantum, and
+//!    asks again every period while that is deferred; the monitor only backs it up, should the
+//!    timer fall silent. Such polls overrun as much as those it asks for: while they run the
+//!    monitor does not become calm (rule 7) and keeps its real-time priority (rule 4); with
+//!    every worker in such polls it wakes about once every two quanta, for their backup looks.
 //! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
@@ -117,6 +120,10 @@ struct Watch {
     /// deferred): then the look after a request comes a period later, to repeat it, rather
     /// than when the following poll reaches its quantum.
     deferring: bool,
+    /// The worker's own-timer signals counted at the last look that saw the count change, and
+    /// when (`slot` module doc, "own_timer"): a timer silent for two quanta over a poll it
+    /// covers has stopped, and the monitor takes that poll over.
+    own_timer_heard: Option<(u64, Instant)>,
 }
 
 /// What the monitor keeps from one look to the next.
@@ -345,8 +352,10 @@ impl MonitorShared {
                 all_timed &= look.due.is_some();
                 next_due = earliest(next_due, look.due);
             }
-            // Polls preempting themselves keep the monitor from calm, as its requests do: a hog
-            // that starts unnoted among them is then timed as in rule 2.
+            // Polls preempting themselves are polls overrunning, as much as those the monitor
+            // asks for: the monitor stays out of calm (rule 7: a hog that starts unnoted among
+            // them is timed as in rule 2) and at real-time priority (rule 4: it starts each
+            // chain of them, and backs them up).
             if requested || own_timed {
                 last_request = Some(now);
             }
@@ -487,14 +496,29 @@ impl MonitorShared {
         let running = now.saturating_duration_since(since);
         slot.record_poll_length(u64::try_from(running.as_nanos()).unwrap_or(u64::MAX));
         if slot.own_timer_covers(poll) {
-            // Its worker's own timer preempts it, and asks again when that is deferred.
-            if running >= STUCK_REPORT.max(self.quantum * 10) {
-                self.report_stuck(index, slot, running);
-            }
-            return Look {
-                own_timed: true,
-                ..Look::default()
+            // Its worker's own timer preempts it, and asks again when that is deferred; the
+            // monitor steps in only if the timer has been silent for two quanta since the poll
+            // began.
+            let signals = slot.own_timer_signals();
+            let heard = match watch.own_timer_heard {
+                Some((count, at)) if count == signals => at,
+                _ => {
+                    watch.own_timer_heard = Some((signals, now));
+                    now
+                }
             };
+            let silent_since = heard.max(since);
+            if now.saturating_duration_since(silent_since) < self.quantum * 2 {
+                if running >= STUCK_REPORT.max(self.quantum * 10) {
+                    self.report_stuck(index, slot, running);
+                }
+                return Look {
+                    long: false,
+                    due: Some(self.after_timer_tick(silent_since + self.quantum * 2)),
+                    requested: false,
+                    own_timed: true,
+                };
+            }
         }
         if running < self.quantum {
             return Look {
@@ -554,7 +578,9 @@ impl MonitorShared {
     }
 
     fn signal(&self, slot: &WorkerSlot) {
-        if !slot.send(self.signal) {
+        if slot.send(self.signal) {
+            slot.request_sent();
+        } else {
             slot.withdraw_request();
         }
     }

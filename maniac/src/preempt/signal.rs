@@ -4,18 +4,22 @@
 //! 1. Installed once per process and signal (`crate::signals`), with `SA_ONSTACK` (it runs on the
 //!    worker's alternate signal stack, set up with the coroutine machinery) and `SA_RESTART`
 //!    (system calls it interrupts resume by themselves where the kernel can).
-//! 2. A signal is a request of ours only if this process sent it with `tgkill` (`SI_TKILL` from our
-//!    pid) to a worker thread that has a request pending, which the handler takes, or if it is
-//!    that worker's own timer firing (`SI_TIMER` with the slot's address as its value; `slot`
-//!    module doc, "own_timer"). Anything else goes to the action installed before ours. A
-//!    request for a poll that has ended is dropped (`slot` module doc, "requested").
+//! 2. A signal is ours only if this process sent it with `tgkill` (`SI_TKILL` from our pid) to a
+//!    worker thread that has a request pending, which the handler takes (or whose request a
+//!    signal of its own timer took, marked `request_absorbed`), or if it is that worker's own
+//!    timer firing (`SI_TIMER` with the slot's address as its value; `slot` module doc,
+//!    "own_timer"), which takes a pending request too. Anything else goes to the action
+//!    installed before ours. A request for a poll that has ended is dropped (`slot` module
+//!    doc, "requested").
 //! 3. The handler never switches stacks. It checks the safe-point rules (`safepoint`) and, when
 //!    they hold, rewrites the interrupted context so that the thread, on return from the signal,
 //!    runs the trampoline (`trampoline`) as if the interrupted instruction had called it; when they
 //!    do not, it counts the reason and returns (the monitor, or the own timer, asks again
 //!    later).
 //! 4. Async-signal-safe: it reads const-initialised thread-locals and immutable tables, updates
-//!    atomics, and calls nothing that allocates, locks or sets `errno`.
+//!    atomics, reads the monotonic clock, and calls nothing that allocates or locks; its system
+//!    calls (`timer_settime`, `sigpending`) are on POSIX's async-signal-safe list, and it keeps
+//!    `errno` as it found it.
 
 use std::cell::Cell;
 use std::io;
@@ -104,14 +108,16 @@ extern "C" fn handle_request(
     let own_timer = slot.is_some_and(|slot| unsafe { slot.is_own_timer(info) });
     // SAFETY: as above.
     let from_us = unsafe { (*info).si_code == libc::SI_TKILL && (*info).si_pid() == process_id() };
-    // The kernel keeps one instance of a pending standard signal: one that arrives while the
-    // other source's is pending is merged into it, so each of ours serves both sources.
+    // A `tgkill` sent while the own timer's signal is pending is merged into it: the timer's
+    // signal serves a pending request too (`slot` module doc, "own_timer").
     let ours = slot
         .filter(|_| own_timer || from_us)
         .map(|slot| (slot, slot.take_request()))
         .filter(|(slot, request)| match (own_timer, request) {
-            (true, Some(_)) => {
-                slot.set_request_absorbed();
+            (true, Some(taken)) => {
+                if taken.sending || is_pending(signal) {
+                    slot.set_request_absorbed();
+                }
                 true
             }
             (true, None) | (false, Some(_)) => true,
@@ -123,15 +129,15 @@ extern "C" fn handle_request(
         return;
     };
     let timer_due = slot.own_timer_expired() == OwnTimerExpiry::Due;
-    if request == Some(false) {
+    let requested = request.is_some_and(|taken| taken.current);
+    if request.is_some() && !requested {
         slot.count_deferral(DeferReason::Stale);
     }
-    let requested = request == Some(true);
     if !requested && !timer_due {
         return;
     }
     // SAFETY: the kernel's context for this handler.
-    if let Err(reason) = unsafe { preempt_if_safe(slot, context, !requested) } {
+    if let Err(reason) = unsafe { preempt_if_safe(slot, context, own_timer) } {
         slot.count_deferral(reason);
         if timer_due {
             slot.own_timer_deferred(slot.retry_period());
@@ -139,8 +145,19 @@ extern "C" fn handle_request(
     }
 }
 
-/// Rule 3 for the poll running on `slot`'s worker, which a request (or, `by_own_timer`, the
-/// worker's own timer) asked to preempt.
+/// Whether `signal` is pending for this thread (a `tgkill` of ours on its way in).
+/// Async-signal-safe (`sigpending`, `sigismember`).
+fn is_pending(signal: libc::c_int) -> bool {
+    // SAFETY: a zeroed sigset is valid for sigpending to fill; both calls only read and write
+    // `set`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set) == 0 && libc::sigismember(&set, signal) == 1
+    }
+}
+
+/// Rule 3 for the poll running on `slot`'s worker, which a request or the worker's own timer
+/// asked to preempt; `by_own_timer`: the signal was the timer's (for the statistics).
 ///
 /// # Safety
 /// `context` must be the `ucontext_t` the kernel passed to this SA_SIGINFO handler, which it

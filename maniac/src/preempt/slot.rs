@@ -46,21 +46,26 @@
 //! and has run its quantum since, as for the monitor's request; if it noted its start and has
 //! not, the handler re-arms the timer for the rest of that poll's quantum (`timer_settime` is
 //! async-signal-safe) and times it instead; otherwise it lets the monitor time what runs. A
-//! deferred preemption re-arms the timer for the monitor's retry period. The monitor leaves
-//! every poll the timer covers alone (`monitor` rule 2): the timer is timing this worker's polls
-//! since a preemption, and the poll noted its start. The kernel keeps one instance of a pending
-//! standard signal, so the timer's and a monitor request's (for a poll the timer does not
-//! cover) can merge: the handler serves both at each signal of ours, since a lost expiry would
-//! end the timing and a lost request would leave the monitor thinking one is on its way; when
-//! a timer's signal takes a request, the request's own signal, should it come after all, is
-//! known to be ours (`request_absorbed`) rather than another sender's. So a worker that runs
-//! hog after hog preempts itself, with no monitor wake-up and no signal from another core: on
-//! our VMs each costs a computing thread some 15–20 µs (BENCHMARKS.md, "The floor under the
-//! cost"), and the host takes one vCPU away for milliseconds now and then while the other runs
-//! on (gaps of the two vCPUs almost never overlap): the worker on the running vCPU is then
-//! still preempted on time, where a monitor whose wake-up timer sits on the stopped vCPU is
-//! late for every worker. A worker whose timer cannot be created (or armed) is timed by the
+//! deferred preemption re-arms the timer for the monitor's retry period; parking disarms it.
+//! The monitor only backs up a poll the timer covers (the timer is timing this worker's polls
+//! since a preemption, and the poll noted its start): it asks for it only once the timer has
+//! been silent for two quanta (`own_timer_signals`; `monitor` rule 2). A worker whose timer cannot be created (or armed) is timed by the
 //! monitor alone.
+//!
+//! Why: a worker that runs hog after hog then preempts itself, with no signal from another core
+//! and no monitor wake-up per preemption (on our VMs each costs a computing thread some
+//! 15–20 µs: BENCHMARKS.md, "The floor under the cost"), and the host takes one vCPU away for
+//! milliseconds now and then while the other runs on (the two vCPUs' gaps almost never
+//! overlap): the worker on the running vCPU is still preempted on time, where a monitor whose
+//! wake-up timer sits on the stopped vCPU is late for every worker.
+//!
+//! The kernel keeps one instance of a pending standard signal: a `tgkill` sent while the
+//! timer's signal is pending is dropped (the timer's own queue entry is never merged away). So
+//! the handler serves a pending request at the timer's signal too, or that request would stay
+//! pending and coalescing would silence the monitor. When a timer's signal takes a request
+//! whose `tgkill` is still to come (the monitor has not returned from it, `SENDING`, or the
+//! signal is pending), the handler marks it (`request_absorbed`), so that the `tgkill`, finding
+//! no request, is known to be ours rather than another sender's.
 //!
 //! ## `sighting`
 //! Written by *other* workers for a calm monitor (`monitor` rule 7): the running poll they saw
@@ -73,7 +78,9 @@
 
 use std::ptr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
@@ -97,8 +104,21 @@ const NO_PREEMPTION: u64 = 1 << 63;
 
 /// Marks `requested` as holding a request (module doc).
 const REQUESTED: u64 = 1 << 63;
+/// Marks a request whose `tgkill` the monitor has not yet returned from (module doc,
+/// "own_timer").
+const SENDING: u64 = 1 << 62;
+
+/// A request the handler took (`WorkerSlot::take_request`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TakenRequest {
+    /// It is for the poll running now (else that poll has ended: the request is stale).
+    pub(crate) current: bool,
+    /// The monitor had not yet returned from its `tgkill` for it.
+    pub(crate) sending: bool,
+}
 
 /// `timed_poll` when the own timer times no poll: not a sequence number.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 const NOT_TIMED: u64 = 1 << 63;
 
 /// What the handler makes of the worker's own timer firing (module doc, `own_timer`).
@@ -173,16 +193,24 @@ pub(crate) struct WorkerSlot {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     thread: Mutex<Option<libc::pid_t>>,
     /// The worker thread's own timer, its id plus one; zero if it has none (module doc).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     own_timer: AtomicUsize,
     /// The quantum, for arming the own timer.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     quantum: Duration,
     /// The time driver's ticks: the own timer fires just after one, as the monitor's
     /// requests come (`monitor` rule 2).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     timer_ticks: TickGrid,
     /// The poll the own timer times, [`NOT_TIMED`] if none (module doc).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     timed_poll: AtomicU64,
     /// Whether a signal of the own timer took a pending request (module doc).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     request_absorbed: AtomicBool,
+    /// The own timer's signals handled so far, for the monitor's backup (module doc).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    own_timer_signals: AtomicU64,
     preemptions: AtomicU64,
     /// Of `preemptions`, those the own timer asked for.
     own_timer_preemptions: AtomicU64,
@@ -212,6 +240,8 @@ struct Sighting {
 
 impl WorkerSlot {
     pub(crate) fn new(quantum: Duration, timer_ticks: TickGrid) -> WorkerSlot {
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        let _ = (quantum, timer_ticks);
         WorkerSlot {
             poll_state: AtomicU64::new(0),
             requested: AtomicU64::new(0),
@@ -223,11 +253,18 @@ impl WorkerSlot {
             epoch: Instant::now(),
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             thread: Mutex::new(None),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             own_timer: AtomicUsize::new(0),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             quantum,
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             timer_ticks,
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             timed_poll: AtomicU64::new(NOT_TIMED),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             request_absorbed: AtomicBool::new(false),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            own_timer_signals: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
             own_timer_preemptions: AtomicU64::new(0),
             preempted_waiting: AtomicU64::new(0),
@@ -287,32 +324,60 @@ impl WorkerSlot {
         }
     }
 
-    /// Whether `info` is this slot's own timer firing (module doc). Async-signal-safe.
+    /// Whether `info` is this slot's own timer firing (module doc), and if so counts it.
+    /// Async-signal-safe.
     ///
     /// # Safety
     /// `info` must be the siginfo the kernel passed to an `SA_SIGINFO` handler.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) unsafe fn is_own_timer(&self, info: *const libc::siginfo_t) -> bool {
         // SAFETY: the caller's promise; a timer's siginfo carries the sigevent's value.
-        unsafe {
+        let own = unsafe {
             (*info).si_code == libc::SI_TIMER
                 && ptr::eq(
                     (*info).si_value().sival_ptr.cast_const(),
                     ptr::from_ref(self).cast(),
                 )
+        };
+        if own {
+            self.own_timer_signals.fetch_add(1, Ordering::Relaxed);
         }
+        own
+    }
+
+    /// For the monitor: the own timer's signals handled so far (module doc).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) fn own_timer_signals(&self) -> u64 {
+        self.own_timer_signals.load(Ordering::Relaxed)
     }
 
     /// Arms the own timer, if there is one, to fire `after` from now for poll `poll`. Owner
     /// thread (the worker or its signal handler): async-signal-safe, and keeps `errno`.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     fn arm_own_timer(&self, poll: u64, after: Duration) {
-        let Some(timer) = self.own_timer.load(Ordering::Acquire).checked_sub(1) else {
-            return;
-        };
         self.timed_poll.store(poll, Ordering::Release);
         // A zero expiry would disarm the timer.
-        let after = after.max(Duration::from_micros(1));
+        if !self.set_own_timer(after.max(Duration::from_micros(1))) {
+            // Never covered by a timer that will not fire: the monitor times it.
+            self.timed_poll.store(NOT_TIMED, Ordering::Release);
+        }
+    }
+
+    /// Disarms the own timer if it times a poll. Owner thread.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn disarm_own_timer(&self) {
+        if self.timed_poll.swap(NOT_TIMED, Ordering::AcqRel) != NOT_TIMED {
+            self.set_own_timer(Duration::ZERO);
+        }
+    }
+
+    /// Sets the own timer to fire `after` from now (zero: never). Returns whether the timer
+    /// exists and took it. Async-signal-safe, and keeps `errno`.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn set_own_timer(&self, after: Duration) -> bool {
+        let Some(timer) = self.own_timer.load(Ordering::Acquire).checked_sub(1) else {
+            return false;
+        };
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
@@ -325,15 +390,11 @@ impl WorkerSlot {
         };
         // SAFETY: errno is this thread's; `timer` is this thread's live timer (deleted only
         // after `own_timer` no longer holds it); `spec` is a valid itimerspec.
-        let armed = unsafe {
+        unsafe {
             let errno = *libc::__errno_location();
             let status = libc::timer_settime(timer as libc::timer_t, 0, &spec, ptr::null_mut());
             *libc::__errno_location() = errno;
             status == 0
-        };
-        if !armed {
-            // Never covered by a timer that will not fire: the monitor times it.
-            self.timed_poll.store(NOT_TIMED, Ordering::Release);
         }
     }
 
@@ -381,12 +442,14 @@ impl WorkerSlot {
     /// For the monitor: whether the own timer covers poll `poll` (module doc): it is timing
     /// this worker's polls since a preemption, and `poll` noted its start, so the timer (armed
     /// for a quantum after an earlier poll of those began, at the latest) fires in time for it.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn own_timer_covers(&self, poll: u64) -> bool {
         self.timed_poll.load(Ordering::Acquire) != NOT_TIMED && self.poll_start(poll).is_some()
     }
 
-    /// For the handler: a signal of the own timer took the monitor's pending request (the
-    /// request's own signal merged into it, or is still on its way: module doc).
+    /// For the handler: a signal of the own timer took the monitor's pending request, whose
+    /// own signal is still to come (module doc).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn set_request_absorbed(&self) {
         self.request_absorbed.store(true, Ordering::Relaxed);
     }
@@ -394,6 +457,7 @@ impl WorkerSlot {
     /// For the handler: whether a request's signal that finds no request pending is one whose
     /// request an own timer's signal took (then it is ours, not another sender's).
     /// Async-signal-safe.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn take_request_absorbed(&self) -> bool {
         self.request_absorbed.swap(false, Ordering::Relaxed)
     }
@@ -460,8 +524,7 @@ impl WorkerSlot {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         if self.follows_preemption.load(Ordering::Relaxed) == poll {
             let began = self.epoch + Duration::from_nanos(at);
-            let due = self.quantum_due(began);
-            self.arm_own_timer(poll, due.saturating_duration_since(Instant::now()));
+            self.arm_own_timer(poll, self.quantum_due(began) - began);
         }
     }
 
@@ -482,8 +545,18 @@ impl WorkerSlot {
     /// doc).
     pub(crate) fn request(&self, poll: u64) -> bool {
         self.requested
-            .compare_exchange(0, REQUESTED | poll, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                0,
+                REQUESTED | SENDING | poll,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
+    }
+
+    /// For the monitor: its `tgkill` for the pending request has returned.
+    pub(crate) fn request_sent(&self) {
+        self.requested.fetch_and(!SENDING, Ordering::AcqRel);
     }
 
     /// For the monitor: a signal could not be sent; the next look may try again.
@@ -491,15 +564,17 @@ impl WorkerSlot {
         self.requested.store(0, Ordering::Release);
     }
 
-    /// For the handler: takes the pending request, if there is one: `Some(true)` if it is for
-    /// the poll running now, `Some(false)` if that poll has ended (module doc). Async-signal-safe.
-    pub(crate) fn take_request(&self) -> Option<bool> {
+    /// For the handler: takes the pending request, if there is one (module doc).
+    /// Async-signal-safe.
+    pub(crate) fn take_request(&self) -> Option<TakenRequest> {
         match self.requested.swap(0, Ordering::AcqRel) {
             0 => None,
-            requested => Some(
-                self.running_poll()
-                    .is_some_and(|poll| REQUESTED | poll == requested),
-            ),
+            requested => Some(TakenRequest {
+                current: self
+                    .running_poll()
+                    .is_some_and(|poll| REQUESTED | poll == requested & !SENDING),
+                sending: requested & SENDING != 0,
+            }),
         }
     }
 
@@ -507,6 +582,9 @@ impl WorkerSlot {
     /// Owner thread only.
     pub(crate) fn set_parked(&self, parked: bool) {
         if parked {
+            // No timer left to wake the parked thread for a poll that has ended.
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            self.disarm_own_timer();
             self.follows_preemption
                 .store(NO_PREEMPTION, Ordering::Relaxed);
             let state = self.poll_state.load(Ordering::Relaxed);
