@@ -225,6 +225,15 @@ impl Options {
             .is_none_or(|names| names.iter().any(|selected| selected == name))
     }
 
+    /// The work of one `preempt_cost` task (and of half an `interrupt_floor` thread).
+    fn cost_task(&self) -> Duration {
+        if self.quick {
+            preempt::COST_TASK_QUICK
+        } else {
+            preempt::COST_TASK
+        }
+    }
+
     /// Repetitions of a preemption measurement whose default is `default` (1 with `--quick`).
     fn preempt_reps(&self, default: usize) -> usize {
         if self.reps_given {
@@ -731,11 +740,7 @@ fn run_preemption_measurements(options: &Options) {
     }
     if options.selected("preempt_cost") {
         let reps = options.preempt_reps(preempt::COST_REPS);
-        let task = if options.quick {
-            preempt::COST_TASK_QUICK
-        } else {
-            preempt::COST_TASK
-        };
+        let task = options.cost_task();
         if !options.json {
             println!(
                 "\npreemption: cost ({} tasks of {:?} of arithmetic, one poll each, on {} workers; \
@@ -803,11 +808,7 @@ fn run_preemption_measurements(options: &Options) {
     }
     if options.selected("interrupt_floor") {
         let reps = options.preempt_reps(preempt::COST_REPS);
-        let task = if options.quick {
-            preempt::COST_TASK_QUICK
-        } else {
-            preempt::COST_TASK
-        };
+        let task = options.cost_task();
         if !options.json {
             println!(
                 "\ninterrupt floor ({} threads, no runtime, each computing two of preempt_cost's \

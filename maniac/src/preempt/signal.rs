@@ -178,19 +178,15 @@ unsafe fn preempt_if_safe(
     };
     let (pc, sp) = (at.pc, at.sp);
     // Rule 3.
-    match safepoint::check(&at) {
-        Ok(point) => {
-            // What a `call trampoline` at `pc` would have done, below the red zone.
-            let return_address = sp - 128 - 8;
-            // SAFETY: rule 4 of the safe points checked that `sp` lies in the current generator's
-            // stack with room for the trampoline's frame, which starts here; nothing else uses
-            // that memory (it is below the stack pointer and the red zone).
-            unsafe { ptr::write(return_address as *mut u64, pc as u64) };
-            registers[libc::REG_RSP as usize] = return_address as i64;
-            registers[libc::REG_RIP as usize] = trampoline::trampoline_address() as i64;
-            slot.count_preemption(point == safepoint::SafePoint::LockWait, by_own_timer);
-            Ok(())
-        }
-        Err(reason) => Err(reason),
-    }
+    let point = safepoint::check(&at)?;
+    // What a `call trampoline` at `pc` would have done, below the red zone.
+    let return_address = sp - 128 - 8;
+    // SAFETY: rule 4 of the safe points checked that `sp` lies in the current generator's
+    // stack with room for the trampoline's frame, which starts here; nothing else uses that
+    // memory (it is below the stack pointer and the red zone).
+    unsafe { ptr::write(return_address as *mut u64, pc as u64) };
+    registers[libc::REG_RSP as usize] = return_address as i64;
+    registers[libc::REG_RIP as usize] = trampoline::trampoline_address() as i64;
+    slot.count_preemption(point == safepoint::SafePoint::LockWait, by_own_timer);
+    Ok(())
 }
