@@ -1,7 +1,7 @@
 #![cfg(all(not(loom), target_os = "linux", target_arch = "x86_64"))]
 //! The preemption signal's handler chains (`signals` module doc, `preempt::signal` rule 2): a
-//! signal that is not one of the runtime's requests goes to the action installed before ours, and
-//! a stray one never disables preemption. One test: signal dispositions are the process's.
+//! signal that is not one of the runtime's requests (nor a worker's own timer) goes to the action
+//! installed before ours, and a stray one never disables preemption. One test: signal dispositions are the process's.
 
 mod common;
 
@@ -53,6 +53,40 @@ fn preempt_a_hog(signal: libc::c_int) -> u64 {
     rt.metrics().preemptions()
 }
 
+/// Fires a one-shot POSIX timer of the test's own once at thread `tid` with `signal`, and
+/// deletes it after it has fired.
+fn fire_timer_at(tid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: a zeroed sigevent filled in for SIGEV_THREAD_ID; the timer is deleted below, after
+    // its one expiry (10 ms) has had a second to be delivered.
+    unsafe {
+        let mut event: libc::sigevent = std::mem::zeroed();
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = signal;
+        event.sigev_notify_thread_id = tid;
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        assert_eq!(
+            libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer),
+            0
+        );
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 10_000_000,
+            },
+        };
+        assert_eq!(
+            libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()),
+            0
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        libc::timer_delete(timer);
+    }
+}
+
 /// Waits until the earlier handler has been called `calls` times in all.
 fn expect_earlier_calls(calls: usize, what: &str) {
     let start = Instant::now();
@@ -101,6 +135,18 @@ fn signals_that_are_not_requests_reach_the_earlier_handler_and_strays_never_disa
             );
         }
         expect_earlier_calls(6, "tgkill");
+        // A POSIX timer of the program's own on that signal, firing at a worker thread: not the
+        // worker's own timer (another value), so it goes to the earlier handler too.
+        let rt = maniac::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .preemption_signal(libc::SIGUSR2)
+            .build()
+            .unwrap();
+        // SAFETY: gettid has no preconditions.
+        let worker = rt.block_on(rt.spawn(async { unsafe { libc::gettid() } }));
+        fire_timer_at(worker.unwrap(), libc::SIGUSR2);
+        expect_earlier_calls(7, "a foreign timer's signal at a worker");
+        drop(rt);
         // And preemption still works after them.
         assert!(
             preempt_a_hog(libc::SIGUSR2) > 0,
@@ -122,6 +168,6 @@ fn signals_that_are_not_requests_reach_the_earlier_handler_and_strays_never_disa
             preempt_a_hog(libc::SIGURG) > 0,
             "stray SIGURGs disabled preemption (the handler was reset to the default)"
         );
-        assert_eq!(EARLIER_HANDLER_CALLS.load(SeqCst), 6);
+        assert_eq!(EARLIER_HANDLER_CALLS.load(SeqCst), 7);
     });
 }
