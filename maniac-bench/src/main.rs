@@ -225,6 +225,13 @@ impl Options {
             .is_none_or(|names| names.iter().any(|selected| selected == name))
     }
 
+    /// After a preemption measurement's table: how busy other processes kept the machine.
+    fn report_others(&self, others: f64) {
+        if !self.json {
+            println!("other processes meanwhile: {others:.2} cores on average");
+        }
+    }
+
     /// The work of one `preempt_cost` task (and of half an `interrupt_floor` thread).
     fn cost_task(&self) -> Duration {
         if self.quick {
@@ -689,9 +696,9 @@ fn run_preemption_measurements(options: &Options) {
                 "p99.9/tokio"
             );
         }
-        let noise = preempt::NoiseMeter::start();
-        let results = preempt::run_latency(options.workers, reps, measure, options.verbose);
-        let others = noise.others_cores();
+        let (results, others) = preempt::NoiseMeter::around(|| {
+            preempt::run_latency(options.workers, reps, measure, options.verbose)
+        });
         let tokio_p999 = results
             .iter()
             .find(|(contender, _)| contender.name == "tokio")
@@ -734,9 +741,7 @@ fn run_preemption_measurements(options: &Options) {
                 );
             }
         }
-        if !options.json {
-            println!("other processes meanwhile: {others:.2} cores on average");
-        }
+        options.report_others(others);
     }
     if options.selected("preempt_cost") {
         let reps = options.preempt_reps(preempt::COST_REPS);
@@ -763,9 +768,9 @@ fn run_preemption_measurements(options: &Options) {
                 "monitor (core)"
             );
         }
-        let noise = preempt::NoiseMeter::start();
-        let results = preempt::run_cost(options.workers, reps, task, options.verbose);
-        let others = noise.others_cores();
+        let (results, others) = preempt::NoiseMeter::around(|| {
+            preempt::run_cost(options.workers, reps, task, options.verbose)
+        });
         for figures in results {
             let quantum = format!("{:?}", figures.quantum);
             if options.json {
@@ -802,9 +807,7 @@ fn run_preemption_measurements(options: &Options) {
                 );
             }
         }
-        if !options.json {
-            println!("other processes meanwhile: {others:.2} cores on average");
-        }
+        options.report_others(others);
     }
     if options.selected("interrupt_floor") {
         let reps = options.preempt_reps(preempt::COST_REPS);
@@ -822,9 +825,8 @@ fn run_preemption_measurements(options: &Options) {
                 "quantum", "source", "interrupts", "CPU loss", "per interrupt"
             );
         }
-        let noise = preempt::NoiseMeter::start();
-        let results = preempt::run_floor(options.workers, reps, task);
-        let others = noise.others_cores();
+        let (results, others) =
+            preempt::NoiseMeter::around(|| preempt::run_floor(options.workers, reps, task));
         for figures in results {
             if options.json {
                 println!(
@@ -849,9 +851,7 @@ fn run_preemption_measurements(options: &Options) {
                 );
             }
         }
-        if !options.json {
-            println!("other processes meanwhile: {others:.2} cores on average");
-        }
+        options.report_others(others);
     }
     if options.selected("signal_roundtrip") {
         let reps = options.preempt_reps(preempt::COST_REPS);

@@ -145,6 +145,14 @@ pub struct NoiseMeter {
 }
 
 impl NoiseMeter {
+    /// Runs `measurement`; returns its result and how busy other processes kept the machine
+    /// meanwhile ([`NoiseMeter::others_cores`]).
+    pub fn around<T>(measurement: impl FnOnce() -> T) -> (T, f64) {
+        let noise = NoiseMeter::start();
+        let result = measurement();
+        (result, noise.others_cores())
+    }
+
     /// Starts measuring.
     pub fn start() -> NoiseMeter {
         NoiseMeter {

@@ -495,6 +495,9 @@ impl MonitorShared {
         };
         let running = now.saturating_duration_since(since);
         slot.record_poll_length(u64::try_from(running.as_nanos()).unwrap_or(u64::MAX));
+        if running >= STUCK_REPORT.max(self.quantum * 10) {
+            self.report_stuck(index, slot, running);
+        }
         if slot.own_timer_covers(poll) {
             // Its worker's own timer preempts it, and asks again when that is deferred; the
             // monitor steps in only if the timer has been silent for two quanta since the poll
@@ -509,9 +512,6 @@ impl MonitorShared {
             };
             let silent_since = heard.max(since);
             if now.saturating_duration_since(silent_since) < self.quantum * 2 {
-                if running >= STUCK_REPORT.max(self.quantum * 10) {
-                    self.report_stuck(index, slot, running);
-                }
                 return Look {
                     long: false,
                     due: Some(self.after_timer_tick(silent_since + self.quantum * 2)),
@@ -535,9 +535,6 @@ impl MonitorShared {
             watch.deferring |= watch.requests > 1;
             self.signal(slot);
             watch.requested = Some((poll, now));
-        }
-        if running >= STUCK_REPORT.max(self.quantum * 10) {
-            self.report_stuck(index, slot, running);
         }
         // Next, the poll that will follow the preemption reaches its quantum, unless requests
         // here have been deferred (or the last is still on its way): then the next look

@@ -106,6 +106,9 @@ extern "C" fn handle_request(
     let slot = current_slot();
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let own_timer = slot.is_some_and(|slot| unsafe { slot.is_own_timer(info) });
+    if let Some(slot) = slot.filter(|_| own_timer) {
+        slot.count_own_timer_signal();
+    }
     // SAFETY: as above.
     let from_us = unsafe { (*info).si_code == libc::SI_TKILL && (*info).si_pid() == process_id() };
     // A `tgkill` sent while the own timer's signal is pending is merged into it: the timer's
@@ -140,7 +143,7 @@ extern "C" fn handle_request(
     if let Err(reason) = unsafe { preempt_if_safe(slot, context, own_timer) } {
         slot.count_deferral(reason);
         if timer_due {
-            slot.own_timer_deferred(slot.retry_period());
+            slot.own_timer_deferred();
         }
     }
 }

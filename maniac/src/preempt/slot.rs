@@ -49,8 +49,8 @@
 //! deferred preemption re-arms the timer for the monitor's retry period; parking disarms it.
 //! The monitor only backs up a poll the timer covers (the timer is timing this worker's polls
 //! since a preemption, and the poll noted its start): it asks for it only once the timer has
-//! been silent for two quanta (`own_timer_signals`; `monitor` rule 2). A worker whose timer cannot be created (or armed) is timed by the
-//! monitor alone.
+//! been silent for two quanta (`own_timer_signals`; `monitor` rule 2). A worker whose timer
+//! cannot be created (or armed) is timed by the monitor alone.
 //!
 //! Why: a worker that runs hog after hog then preempts itself, with no signal from another core
 //! and no monitor wake-up per preemption (on our VMs each costs a computing thread some
@@ -324,25 +324,27 @@ impl WorkerSlot {
         }
     }
 
-    /// Whether `info` is this slot's own timer firing (module doc), and if so counts it.
-    /// Async-signal-safe.
+    /// Whether `info` is this slot's own timer firing (module doc). Async-signal-safe.
     ///
     /// # Safety
     /// `info` must be the siginfo the kernel passed to an `SA_SIGINFO` handler.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) unsafe fn is_own_timer(&self, info: *const libc::siginfo_t) -> bool {
         // SAFETY: the caller's promise; a timer's siginfo carries the sigevent's value.
-        let own = unsafe {
+        unsafe {
             (*info).si_code == libc::SI_TIMER
                 && ptr::eq(
                     (*info).si_value().sival_ptr.cast_const(),
                     ptr::from_ref(self).cast(),
                 )
-        };
-        if own {
-            self.own_timer_signals.fetch_add(1, Ordering::Relaxed);
         }
-        own
+    }
+
+    /// For the handler: counts a signal of the own timer, the monitor's sign that the timer is
+    /// alive (module doc). Async-signal-safe.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) fn count_own_timer_signal(&self) {
+        self.own_timer_signals.fetch_add(1, Ordering::Relaxed);
     }
 
     /// For the monitor: the own timer's signals handled so far (module doc).
@@ -430,12 +432,12 @@ impl WorkerSlot {
     }
 
     /// For the handler: the own timer's preemption of the timed poll was deferred; it asks
-    /// again a `retry` later, as the monitor would. Async-signal-safe.
+    /// again a look period later, as the monitor would. Async-signal-safe.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    pub(crate) fn own_timer_deferred(&self, retry: Duration) {
+    pub(crate) fn own_timer_deferred(&self) {
         let poll = self.timed_poll.load(Ordering::Relaxed);
         if poll != NOT_TIMED {
-            self.arm_own_timer(poll, retry);
+            self.arm_own_timer(poll, super::monitor::look_period(self.quantum));
         }
     }
 
@@ -460,12 +462,6 @@ impl WorkerSlot {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn take_request_absorbed(&self) -> bool {
         self.request_absorbed.swap(false, Ordering::Relaxed)
-    }
-
-    /// How soon the own timer asks again after a deferral: as the monitor would.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    pub(crate) fn retry_period(&self) -> Duration {
-        super::monitor::look_period(self.quantum)
     }
 
     /// When a poll that began at `began` is to be preempted: a quantum on, put off to the time
