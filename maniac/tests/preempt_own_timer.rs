@@ -1,13 +1,16 @@
 #![cfg(all(not(loom), target_os = "linux", target_arch = "x86_64"))]
 //! Each worker's own timer (`maniac::preempt` module doc, "The mechanism"): a worker
 //! that runs hog after hog preempts itself, the monitor only starting each chain; when the
-//! timer's preemption is deferred, the timer asks again until the hog is preempted.
+//! timer's preemption is deferred, the timer asks again until the hog is preempted; when the
+//! kernel has no room for the timers, the monitor preempts alone.
 
 mod common;
+mod coroutine_common;
 mod preempt_common;
 
 use std::time::Duration;
 
+use coroutine_common::in_child;
 use maniac::preempt::{DeferReason, no_preempt};
 use preempt_common::{
     bounded_test, deferred, figures, hog_for, preemptions, runtime, supported, work,
@@ -90,4 +93,77 @@ fn a_deferred_own_timer_asks_again_until_the_hog_leaves_no_preempt() {
             figures(&rt)
         );
     });
+}
+
+/// With the process's queue of pending signals full (`RLIMIT_SIGPENDING` at 0), the kernel can
+/// neither create a worker's timer (its signal is queued in advance) nor keep the sender of a
+/// `tgkill` in its siginfo: the workers fall back to the monitor, whose requests arrive with
+/// their origin lost and must still be taken as ours.
+#[test]
+fn with_no_room_for_queued_signals_the_monitor_still_preempts() {
+    const NAME: &str = "with_no_room_for_queued_signals_the_monitor_still_preempts";
+    if !supported(NAME) {
+        return;
+    }
+    let child = in_child(NAME, || {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid rlimit for the call, which only lowers this process's limit.
+        let lowered = unsafe { libc::setrlimit(libc::RLIMIT_SIGPENDING, &none) };
+        assert_eq!(lowered, 0, "setrlimit failed");
+        let rt = runtime(2, Duration::from_millis(1));
+        let hogs: Vec<_> = (0..4)
+            .map(|seed| rt.spawn(async move { hog_for(seed, Duration::from_millis(100)) }))
+            .collect();
+        for hog in hogs {
+            rt.block_on(hog).expect("a hog failed");
+        }
+        println!(
+            "preemptions={} own={} {}",
+            preemptions(&rt),
+            by_own_timer(&rt),
+            figures(&rt)
+        );
+    });
+    if let Some(child) = child {
+        let field = |name: &str| -> u64 {
+            child
+                .stdout
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix(name)?.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no {name} in the child's output ({})\n{}\n{}",
+                        child.status, child.stdout, child.stderr
+                    )
+                })
+        };
+        assert!(
+            child.status.success(),
+            "the child failed ({}):\n{}\n{}",
+            child.status,
+            child.stdout,
+            child.stderr
+        );
+        assert!(
+            field("preemptions=") >= 20,
+            "too few preemptions: {}",
+            child.stdout
+        );
+        assert_eq!(
+            field("own="),
+            0,
+            "a timer preempted without a timer: {}",
+            child.stdout
+        );
+        assert!(
+            child
+                .stderr
+                .contains("maniac: a worker could not create its preemption timer"),
+            "no notice of the missing timers:\n{}",
+            child.stderr
+        );
+    }
 }

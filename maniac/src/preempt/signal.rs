@@ -6,7 +6,9 @@
 //!    (system calls it interrupts resume by themselves where the kernel can).
 //! 2. A signal is ours only if this process sent it with `tgkill` (`SI_TKILL` from our pid) to a
 //!    worker thread that has a request pending, which the handler takes (or whose request a
-//!    signal of its own timer took, marked `request_absorbed`), or if it is that worker's own
+//!    signal of its own timer took, marked `request_absorbed`) — or if it arrives there with its
+//!    origin lost (`SI_USER` from pid 0: the kernel had no room to queue its siginfo, the
+//!    user's `RLIMIT_SIGPENDING` reached) while a request is pending — or if it is that worker's own
 //!    timer firing (`SI_TIMER` with the slot's address as its value; `slot` module doc,
 //!    "own_timer"), which takes a pending request too. Anything else goes to the action
 //!    installed before ours. A request for a poll that has ended is dropped (`slot` module
@@ -24,6 +26,7 @@
 use std::cell::Cell;
 use std::io;
 use std::ptr;
+use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::DeferReason;
@@ -55,7 +58,15 @@ pub(crate) fn install(signal: libc::c_int) -> io::Result<()> {
 /// Makes `slot` this thread's until the guard is dropped (the worker thread's whole life).
 pub(crate) fn attach(slot: &WorkerSlot, signal: libc::c_int) -> AttachGuard {
     slot.attach_current_thread();
-    slot.create_own_timer(signal);
+    if let Err(error) = slot.create_own_timer(signal) {
+        static NOTICE: Once = Once::new();
+        NOTICE.call_once(|| {
+            eprintln!(
+                "maniac: a worker could not create its preemption timer ({error}); the monitor \
+                 alone preempts its polls"
+            );
+        });
+    }
     AttachGuard {
         previous: WORKER_SLOT.replace(slot),
         signal,
@@ -110,7 +121,9 @@ extern "C" fn handle_request(
         slot.count_own_timer_signal();
     }
     // SAFETY: as above.
-    let from_us = unsafe { (*info).si_code == libc::SI_TKILL && (*info).si_pid() == process_id() };
+    let (code, sender) = unsafe { ((*info).si_code, (*info).si_pid()) };
+    let origin_lost = code == libc::SI_USER && sender == 0;
+    let from_us = (code == libc::SI_TKILL && sender == process_id()) || origin_lost;
     // A `tgkill` sent while the own timer's signal is pending is merged into it: the timer's
     // signal serves a pending request too (`slot` module doc, "own_timer").
     let ours = slot

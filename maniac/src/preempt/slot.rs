@@ -50,7 +50,7 @@
 //! The monitor only backs up a poll the timer covers (the timer is timing this worker's polls
 //! since a preemption, and the poll noted its start): it asks for it only once the timer has
 //! been silent for two quanta (`own_timer_signals`; `monitor` rule 2). A worker whose timer
-//! cannot be created (or armed) is timed by the monitor alone.
+//! cannot be created (or armed) is timed by the monitor alone; one line on stderr says so.
 //!
 //! Why: a worker that runs hog after hog then preempts itself, with no signal from another core
 //! and no monitor wake-up per preemption (on our VMs each costs a computing thread some
@@ -76,6 +76,8 @@
 //! off the CPU must not give the new poll its old time), so it is kept under a lock; each
 //! spotter takes it at most eight times a quantum.
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+use std::io;
 use std::ptr;
 use std::sync::Mutex;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -295,9 +297,10 @@ impl WorkerSlot {
 
     /// On the worker thread, when it attaches: creates its own timer (module doc), which sends
     /// `signal` to this thread with this slot's address as its value. Without one (the kernel
-    /// refused it) the monitor alone times this worker.
+    /// refused it, e.g. `EAGAIN` with `RLIMIT_SIGPENDING` reached: a timer's signal is queued in
+    /// advance) the monitor alone times this worker.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    pub(crate) fn create_own_timer(&self, signal: libc::c_int) {
+    pub(crate) fn create_own_timer(&self, signal: libc::c_int) -> io::Result<()> {
         // SAFETY: a zeroed sigevent is a valid value; the fields the kernel reads are set below.
         let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
         event.sigev_notify = libc::SIGEV_THREAD_ID;
@@ -310,9 +313,11 @@ impl WorkerSlot {
         let mut timer: libc::timer_t = ptr::null_mut();
         // SAFETY: both pointers are valid for the call; the timer signals this thread, which
         // deletes it before it exits (`delete_own_timer`).
-        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } == 0 {
-            self.own_timer.store(timer as usize + 1, Ordering::Release);
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
+            return Err(io::Error::last_os_error());
         }
+        self.own_timer.store(timer as usize + 1, Ordering::Release);
+        Ok(())
     }
 
     /// On the worker thread, before it exits, with the signal blocked: deletes its own timer.
