@@ -4,11 +4,13 @@
 //! installed before ours, and a stray one never disables preemption. One test: signal dispositions are the process's.
 
 mod common;
+mod preempt_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use common::bounded;
+use preempt_common::hog_for;
 
 /// Calls of the handler the test installs before any runtime exists.
 static EARLIER_HANDLER_CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -51,6 +53,46 @@ fn preempt_a_hog(signal: libc::c_int) -> u64 {
         hog.await.unwrap();
     });
     rt.metrics().preemptions()
+}
+
+/// Sets whether `signal` is blocked on this thread.
+fn block_signal(signal: libc::c_int, block: bool) {
+    // SAFETY: a zeroed sigset filled by sigemptyset; the call changes only this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        let how = if block {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        assert_eq!(libc::pthread_sigmask(how, &set, std::ptr::null_mut()), 0);
+    }
+}
+
+/// On a fresh 1-worker runtime preempting with `signal`, a hog that is preempted for 20 ms,
+/// blocks the signal for 20 ms of computing (its worker's own timer fires into the block and the
+/// monitor's backup `tgkill` merges into that pending signal), unblocks it and computes 20 ms
+/// more; returns the preemptions counted before the block and after it.
+fn preempt_a_hog_that_blocks_the_signal(signal: libc::c_int) -> (u64, u64) {
+    let rt = maniac::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .preemption_signal(signal)
+        .build()
+        .unwrap();
+    let preemptions = || maniac::runtime::Handle::current().metrics().preemptions();
+    rt.block_on(rt.spawn(async move {
+        hog_for(1, Duration::from_millis(20));
+        let before = preemptions();
+        block_signal(signal, true);
+        hog_for(1, Duration::from_millis(20));
+        block_signal(signal, false);
+        let unblocked = preemptions();
+        hog_for(1, Duration::from_millis(20));
+        (before, preemptions() - unblocked)
+    }))
+    .unwrap()
 }
 
 /// Fires a one-shot POSIX timer of the test's own once at thread `tid` with `signal`, and
@@ -147,6 +189,14 @@ fn signals_that_are_not_requests_reach_the_earlier_handler_and_strays_never_disa
         fire_timer_at(worker.unwrap(), libc::SIGUSR2);
         expect_earlier_calls(7, "a foreign timer's signal at a worker");
         drop(rt);
+        // A task that blocks the signal for a while: the signals of ours merged meanwhile are
+        // still ours when it unblocks, and preemption goes on.
+        let (before, after) = preempt_a_hog_that_blocks_the_signal(libc::SIGUSR2);
+        assert!(
+            before > 0 && after > 0,
+            "preemptions before the block {before}, after it {after}"
+        );
+        expect_earlier_calls(7, "signals merged while the worker blocked them");
         // And preemption still works after them.
         assert!(
             preempt_a_hog(libc::SIGUSR2) > 0,
