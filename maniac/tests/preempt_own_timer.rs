@@ -95,10 +95,11 @@ fn a_deferred_own_timer_asks_again_until_the_hog_leaves_no_preempt() {
     });
 }
 
-/// With the process's queue of pending signals full (`RLIMIT_SIGPENDING` at 0), the kernel can
-/// neither create a worker's timer (its signal is queued in advance) nor keep the sender of a
-/// `tgkill` in its siginfo: the workers fall back to the monitor, whose requests arrive with
-/// their origin lost and must still be taken as ours.
+/// With `RLIMIT_SIGPENDING` at 0 (no siginfo may be queued for this process: the count is the
+/// user's, checked against the receiver's limit), the kernel can neither create a worker's timer
+/// (its signal is queued in advance) nor keep the sender of a `tgkill` in its siginfo: the
+/// workers fall back to the monitor, whose requests arrive with their origin lost and must
+/// still be taken as ours.
 #[test]
 fn with_no_room_for_queued_signals_the_monitor_still_preempts() {
     const NAME: &str = "with_no_room_for_queued_signals_the_monitor_still_preempts";
@@ -163,6 +164,47 @@ fn with_no_room_for_queued_signals_the_monitor_still_preempts() {
                 .stderr
                 .contains("maniac: a worker could not create its preemption timer"),
             "no notice of the missing timers:\n{}",
+            child.stderr
+        );
+    }
+}
+
+/// The same with a real-time preemption signal, which the kernel refuses to send at all (it must
+/// queue a real-time signal's siginfo): nothing can be preempted, and the runtime says so.
+#[test]
+fn with_no_room_for_queued_signals_a_real_time_signal_is_reported() {
+    const NAME: &str = "with_no_room_for_queued_signals_a_real_time_signal_is_reported";
+    if !supported(NAME) {
+        return;
+    }
+    let child = in_child(NAME, || {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid rlimit for the call, which only lowers this process's limit.
+        let lowered = unsafe { libc::setrlimit(libc::RLIMIT_SIGPENDING, &none) };
+        assert_eq!(lowered, 0, "setrlimit failed");
+        let rt = maniac::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .preemption_signal(libc::SIGRTMIN() + 4)
+            .build()
+            .unwrap();
+        rt.block_on(rt.spawn(async { hog_for(1, Duration::from_millis(30)) }))
+            .expect("the hog failed");
+        println!("preemptions={}", preemptions(&rt));
+    });
+    if let Some(child) = child {
+        assert!(
+            child.status.success()
+                && child.stdout.contains("preemptions=0")
+                && child.stderr.contains(&format!(
+                    "maniac: the preemption signal {} could not be sent",
+                    libc::SIGRTMIN() + 4
+                )),
+            "no report of the refused signal ({}):\n{}\n{}",
+            child.status,
+            child.stdout,
             child.stderr
         );
     }

@@ -71,11 +71,14 @@ fn block_signal(signal: libc::c_int, block: bool) {
     }
 }
 
-/// On a fresh 1-worker runtime preempting with `signal`, a hog that is preempted for 20 ms,
-/// blocks the signal for 20 ms of computing (its worker's own timer fires into the block and the
-/// monitor's backup `tgkill` merges into that pending signal), unblocks it and computes 20 ms
-/// more; returns the preemptions counted before the block and after it.
-fn preempt_a_hog_that_blocks_the_signal(signal: libc::c_int) -> (u64, u64) {
+/// On a fresh 1-worker runtime preempting with `signal`, a hog that computes for 20 ms
+/// (preempted meanwhile), blocks the signal for 20 ms of computing (its worker's own timer
+/// fires into the block, and the monitor, finding the timer silent, sends a request whose
+/// `tgkill` merges into that pending signal), unblocks it and computes 20 ms more, sleeps (its
+/// worker parks, which disarms the timer: the next hog is the monitor's alone, and gets no
+/// request if the merged one were still pending) and computes 20 ms more. Returns the
+/// preemptions counted before the block, after it, and after the sleep.
+fn preempt_a_hog_that_blocks_the_signal(signal: libc::c_int) -> [u64; 3] {
     let rt = maniac::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .preemption_signal(signal)
@@ -90,7 +93,11 @@ fn preempt_a_hog_that_blocks_the_signal(signal: libc::c_int) -> (u64, u64) {
         block_signal(signal, false);
         let unblocked = preemptions();
         hog_for(1, Duration::from_millis(20));
-        (before, preemptions() - unblocked)
+        let after = preemptions() - unblocked;
+        maniac::time::sleep(Duration::from_millis(5)).await;
+        let woken = preemptions();
+        hog_for(1, Duration::from_millis(20));
+        [before, after, preemptions() - woken]
     }))
     .unwrap()
 }
@@ -191,10 +198,10 @@ fn signals_that_are_not_requests_reach_the_earlier_handler_and_strays_never_disa
         drop(rt);
         // A task that blocks the signal for a while: the signals of ours merged meanwhile are
         // still ours when it unblocks, and preemption goes on.
-        let (before, after) = preempt_a_hog_that_blocks_the_signal(libc::SIGUSR2);
+        let [before, after, after_sleep] = preempt_a_hog_that_blocks_the_signal(libc::SIGUSR2);
         assert!(
-            before > 0 && after > 0,
-            "preemptions before the block {before}, after it {after}"
+            before > 0 && after > 0 && after_sleep > 0,
+            "preemptions before the block {before}, after it {after}, after a sleep {after_sleep}"
         );
         expect_earlier_calls(7, "signals merged while the worker blocked them");
         // And preemption still works after them.

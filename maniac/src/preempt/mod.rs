@@ -38,6 +38,13 @@
 //!    thread (the thread-affinity rule of `coroutine`). The trampoline restores everything and
 //!    returns to the interrupted instruction with `rsp` exactly as it was.
 //!
+//! When the kernel has no room to queue signals (the user's `RLIMIT_SIGPENDING` reached, a count
+//! over all of the user's processes), workers get no timers of their own and the monitor
+//! preempts alone; its standard signal then arrives with its sender lost and is taken for a
+//! pending request (`signal` rule 2, which says what that costs a foreign signal arriving the
+//! same way), while a real-time preemption signal is refused outright: nothing is preempted
+//! until the limit allows, and one line on stderr says so.
+//!
 //! ## Rejected alternatives
 //! - *Yielding from inside the signal handler* (the design note this project started from): a
 //!   handler may only call async-signal-safe functions, and switching stacks from it leaves the

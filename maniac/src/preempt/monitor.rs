@@ -83,6 +83,7 @@
 //!    (`slot` module doc) is timed as in rule 2. After every worker was parked the monitor stays
 //!    as calm as it was: workers that unpark say nothing about polls getting long.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -193,6 +194,8 @@ pub(crate) struct MonitorShared {
     realtime_permitted: AtomicBool,
     /// Whether rule 6 has reported a worker.
     reported_stuck: AtomicBool,
+    /// Whether a request's signal has been refused by the kernel (reported once).
+    reported_unsendable: AtomicBool,
     /// `true` once told to stop; the condvar's lock.
     stop: Mutex<bool>,
     wake: Condvar,
@@ -306,6 +309,7 @@ impl MonitorShared {
             spotted: AtomicBool::new(false),
             realtime_permitted: AtomicBool::new(false),
             reported_stuck: AtomicBool::new(false),
+            reported_unsendable: AtomicBool::new(false),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         }
@@ -575,11 +579,31 @@ impl MonitorShared {
     }
 
     fn signal(&self, slot: &WorkerSlot) {
-        if slot.send(self.signal) {
-            slot.request_sent();
-        } else {
-            slot.withdraw_request();
+        match slot.send(self.signal) {
+            Ok(true) => slot.request_sent(),
+            Ok(false) => slot.withdraw_request(),
+            Err(error) => {
+                slot.withdraw_request();
+                self.report_unsendable(error);
+            }
         }
+    }
+
+    /// The kernel refused a request's signal: said once per runtime, since nothing is
+    /// preempted while it does.
+    fn report_unsendable(&self, error: std::io::Error) {
+        if self.reported_unsendable.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        // Not `eprintln!`, which panics if stderr is closed.
+        let _ = writeln!(
+            std::io::stderr(),
+            "maniac: the preemption signal {} could not be sent ({error}); nothing is preempted \
+             while that lasts. A real-time signal is refused once the user's RLIMIT_SIGPENDING \
+             is reached; a standard one (the default, SIGURG) is always delivered. Reported \
+             once per runtime.",
+            self.signal
+        );
     }
 
     /// Rule 1's sleep: until `wake`, or until a worker spots a poll (rule 7).

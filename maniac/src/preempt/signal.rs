@@ -6,13 +6,19 @@
 //!    (system calls it interrupts resume by themselves where the kernel can).
 //! 2. A signal is ours only if this process sent it with `tgkill` (`SI_TKILL` from our pid) to a
 //!    worker thread that has a request pending, which the handler takes (or whose request a
-//!    signal of its own timer took, marked `request_absorbed`) — or if it arrives there with its
-//!    origin lost (`SI_USER` from pid 0: the kernel had no room to queue its siginfo, the
-//!    user's `RLIMIT_SIGPENDING` reached) while a request is pending — or if it is that worker's own
+//!    signal of its own timer took, marked `request_absorbed`), or if it is that worker's own
 //!    timer firing (`SI_TIMER` with the slot's address as its value; `slot` module doc,
-//!    "own_timer"), which takes a pending request too. Anything else goes to the action
-//!    installed before ours. A request for a poll that has ended is dropped (`slot` module
-//!    doc, "requested").
+//!    "own_timer"), which takes a pending request too. A signal that arrives with its origin
+//!    lost (siginfo all zero but for `SI_USER`: the kernel had no room to queue it, the user's
+//!    `RLIMIT_SIGPENDING` reached) counts as a `tgkill` of ours, and is ours on the same terms.
+//!    Anything else goes to the action installed before ours. A request for a poll that has
+//!    ended is dropped (`slot` module doc, "requested").
+//!
+//!    The price of the lost-origin case: a foreign signal that arrives the same way (another
+//!    sender's, while the limit is reached, or a `kill` by root from an ancestor pid namespace)
+//!    at a worker with a request pending is taken for that request, and our own `tgkill` that
+//!    follows then goes to the earlier action. Without it, every request goes to the earlier
+//!    action while the limit lasts, and nothing is preempted.
 //! 3. The handler never switches stacks. It checks the safe-point rules (`safepoint`) and, when
 //!    they hold, rewrites the interrupted context so that the thread, on return from the signal,
 //!    runs the trampoline (`trampoline`) as if the interrupted instruction had called it; when they
@@ -24,7 +30,7 @@
 //!    `errno` as it found it.
 
 use std::cell::Cell;
-use std::io;
+use std::io::{self, Write};
 use std::ptr;
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -61,9 +67,11 @@ pub(crate) fn attach(slot: &WorkerSlot, signal: libc::c_int) -> AttachGuard {
     if let Err(error) = slot.create_own_timer(signal) {
         static NOTICE: Once = Once::new();
         NOTICE.call_once(|| {
-            eprintln!(
+            // Not `eprintln!`, which panics if stderr is closed.
+            let _ = writeln!(
+                io::stderr(),
                 "maniac: a worker could not create its preemption timer ({error}); the monitor \
-                 alone preempts its polls"
+                 alone times its polls"
             );
         });
     }
@@ -120,9 +128,10 @@ extern "C" fn handle_request(
     if let Some(slot) = slot.filter(|_| own_timer) {
         slot.count_own_timer_signal();
     }
-    // SAFETY: as above.
-    let (code, sender) = unsafe { ((*info).si_code, (*info).si_pid()) };
-    let origin_lost = code == libc::SI_USER && sender == 0;
+    // SAFETY: as above; the kernel fills in every field of the siginfo it passes (those a
+    // signal's kind does not use are zero), so the sender's fields may be read whatever the kind.
+    let (code, sender, user) = unsafe { ((*info).si_code, (*info).si_pid(), (*info).si_uid()) };
+    let origin_lost = code == libc::SI_USER && sender == 0 && user == 0;
     let from_us = (code == libc::SI_TKILL && sender == process_id()) || origin_lost;
     // A `tgkill` sent while the own timer's signal is pending is merged into it: the timer's
     // signal serves a pending request too (`slot` module doc, "own_timer").

@@ -50,7 +50,8 @@
 //! The monitor only backs up a poll the timer covers (the timer is timing this worker's polls
 //! since a preemption, and the poll noted its start): it asks for it only once the timer has
 //! been silent for two quanta (`own_timer_signals`; `monitor` rule 2). A worker whose timer
-//! cannot be created (or armed) is timed by the monitor alone; one line on stderr says so.
+//! cannot be created (or armed) is timed by the monitor alone (one line on stderr, once per
+//! process, says so).
 //!
 //! Why: a worker that runs hog after hog then preempts itself, with no signal from another core
 //! and no monitor wake-up per preemption (on our VMs each costs a computing thread some
@@ -477,21 +478,23 @@ impl WorkerSlot {
     }
 
     /// For the monitor: sends `signal` to the worker thread, if it still runs. Returns whether
-    /// it was sent. `tgkill` rather than `pthread_kill`: glibc's blocks and unblocks every
+    /// it was sent, or the kernel's refusal (`EAGAIN` for a real-time signal it has no room to
+    /// queue). `tgkill` rather than `pthread_kill`: glibc's blocks and unblocks every
     /// signal around the internal lock that keeps the thread from exiting meanwhile, and asks
     /// for the process id, each time (three more system calls per request, on the monitor's
     /// path to every preemption); the slot's own lock keeps the thread from exiting.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    pub(crate) fn send(&self, signal: libc::c_int) -> bool {
+    pub(crate) fn send(&self, signal: libc::c_int) -> io::Result<bool> {
         let thread = self.thread_lock();
-        match *thread {
-            // SAFETY: tgkill only sends a signal; the thread is alive (it clears this field
-            // under this lock before it exits, and the lock is held until the call returns), so
-            // the id names no other thread of this process.
-            Some(thread) => unsafe {
-                libc::syscall(libc::SYS_tgkill, signal::process_id(), thread, signal) == 0
-            },
-            None => false,
+        let Some(thread) = *thread else {
+            return Ok(false);
+        };
+        // SAFETY: tgkill only sends a signal; the thread is alive (it clears this field under
+        // this lock before it exits, and the lock is held until the call returns), so the id
+        // names no other thread of this process.
+        match unsafe { libc::syscall(libc::SYS_tgkill, signal::process_id(), thread, signal) } {
+            0 => Ok(true),
+            _ => Err(io::Error::last_os_error()),
         }
     }
 

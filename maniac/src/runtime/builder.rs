@@ -241,7 +241,10 @@ impl Builder {
 
     /// The signal that carries preemption requests (default `SIGURG`: ignored by default, unused
     /// by libc, harmless when spurious). Other handlers of it keep receiving the signals that are
-    /// not requests. `SIGKILL`, `SIGSTOP`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`, `SIGTRAP`,
+    /// not requests (but while the user's `RLIMIT_SIGPENDING` is reached, a foreign signal whose
+    /// sender the kernel could not record may be taken for one: `maniac::preempt`, "The
+    /// mechanism"). A real-time signal is not sent at all while that limit is reached (nothing is
+    /// preempted meanwhile; one line on stderr says so); a standard one always is. `SIGKILL`, `SIGSTOP`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`, `SIGTRAP`,
     /// `SIGABRT`, the job-control signals and numbers out of range make `build` fail.
     pub fn preemption_signal(&mut self, signal: i32) -> &mut Builder {
         self.preemption_signal = signal;
