@@ -95,6 +95,18 @@ fn a_deferred_own_timer_asks_again_until_the_hog_leaves_no_preempt() {
     });
 }
 
+/// In a child process: lowers this process's `RLIMIT_SIGPENDING` to 0, so that no siginfo may
+/// be queued for it.
+fn leave_no_room_for_queued_signals() {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit for the call, which only lowers this process's limit.
+    let lowered = unsafe { libc::setrlimit(libc::RLIMIT_SIGPENDING, &none) };
+    assert_eq!(lowered, 0, "setrlimit failed");
+}
+
 /// With `RLIMIT_SIGPENDING` at 0 (no siginfo may be queued for this process: the count is the
 /// user's, checked against the receiver's limit), the kernel can neither create a worker's timer
 /// (its signal is queued in advance) nor keep the sender of a `tgkill` in its siginfo: the
@@ -107,13 +119,7 @@ fn with_no_room_for_queued_signals_the_monitor_still_preempts() {
         return;
     }
     let child = in_child(NAME, || {
-        let none = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: a valid rlimit for the call, which only lowers this process's limit.
-        let lowered = unsafe { libc::setrlimit(libc::RLIMIT_SIGPENDING, &none) };
-        assert_eq!(lowered, 0, "setrlimit failed");
+        leave_no_room_for_queued_signals();
         let rt = runtime(2, Duration::from_millis(1));
         let hogs: Vec<_> = (0..4)
             .map(|seed| rt.spawn(async move { hog_for(seed, Duration::from_millis(100)) }))
@@ -178,13 +184,7 @@ fn with_no_room_for_queued_signals_a_real_time_signal_is_reported() {
         return;
     }
     let child = in_child(NAME, || {
-        let none = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: a valid rlimit for the call, which only lowers this process's limit.
-        let lowered = unsafe { libc::setrlimit(libc::RLIMIT_SIGPENDING, &none) };
-        assert_eq!(lowered, 0, "setrlimit failed");
+        leave_no_room_for_queued_signals();
         let rt = maniac::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .preemption_signal(libc::SIGRTMIN() + 4)
