@@ -34,12 +34,16 @@
 //!    second signal while one is pending. A poll its worker's own timer covers (`slot` module
 //!    doc, "own_timer": the timer is timing that worker's polls since a preemption, and this
 //!    poll noted its start) gets no request while that timer is heard from (its signals
-//!    counted in the slot) at least every two quanta: the timer preempts it at one quantum, and
-//!    asks again every period while that is deferred; the monitor only backs it up, should the
-//!    timer fall silent. Such polls overrun as much as those it asks for: while they run the
-//!    monitor does not become calm (rule 7) and keeps its real-time priority (rule 4); with
-//!    every worker in such polls it wakes about once every two quanta, for their backup looks.
-//! 3. When every worker is parked it sleeps on its condvar; a worker that unparks wakes it
+//!    counted in the slot) often enough (`own_timer_backup_after`: two quanta up to 200 µs,
+//!    eight beyond): the timer preempts it at one quantum, and asks again every period while
+//!    that is deferred; the monitor only backs it up, should the timer fall silent. When the
+//!    timer stops timing a worker (it finds a poll that did not note its start, or the worker
+//!    parks) it wakes the monitor, which then times that worker's polls as above. Such polls
+//!    overrun as much as those it asks for: while they run the monitor does not become calm
+//!    (rule 7) and keeps its real-time priority (rule 4); with every worker in such polls it
+//!    wakes only for their backup looks.
+//! 3. When every worker is parked it sleeps on its event count (`MonitorWake`, a futex, which
+//!    a signal handler may wake too); a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
 //! 4. While polls overrun, it runs at the lowest real-time priority if it may
@@ -84,8 +88,9 @@
 //!    as calm as it was: workers that unpark say nothing about polls getting long.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -122,8 +127,8 @@ struct Watch {
     /// than when the following poll reaches its quantum.
     deferring: bool,
     /// The worker's own-timer signals counted at the last look that saw the count change, and
-    /// when (`slot` module doc, "own_timer"): a timer silent for two quanta over a poll it
-    /// covers has stopped, and the monitor takes that poll over.
+    /// when (`slot` module doc, "own_timer"): a timer silent for `own_timer_backup_after` over
+    /// a poll it covers has stopped, and the monitor takes that poll over.
     own_timer_heard: Option<(u64, Instant)>,
 }
 
@@ -141,6 +146,22 @@ struct Watches {
 /// looks once a quantum than without a monitor, 1.03–1.09 with looks every four quanta, and
 /// 0.97–1.02 with looks every eight (BENCHMARKS.md).
 const CALM_QUANTA: u32 = 8;
+
+/// Rule 2: how long a worker's own timer may be silent over a poll it covers before the monitor
+/// takes that poll over. The timer hands every other poll back at once (it wakes the monitor),
+/// so the backup is for a timer that fires late or not at all. Where two quanta still come
+/// within the latency the design aims at (a quantum + 200 µs: quanta up to 200 µs), the backup
+/// comes then, and rescues ticks that a late timer would make miss it (at 100 µs, p99.9 of
+/// 187–393 µs with it against 187–552 µs without, alternated rounds); beyond, it could not come
+/// in time, and each backup look costs the hogs a monitor wake-up, so it comes after eight
+/// quanta (at 1 ms, p99.9 0.81–1.00 ms against 1.10–3.62 ms: BENCHMARKS.md, "A quiet spell").
+fn own_timer_backup_after(quantum: Duration) -> Duration {
+    if quantum <= Duration::from_micros(200) {
+        quantum * 2
+    } else {
+        quantum * 8
+    }
+}
 
 /// How long another worker must have seen a poll running before it wakes a calm monitor for it
 /// (rule 7): three quarters of a quantum leave the monitor the last quarter to wake and time
@@ -196,9 +217,67 @@ pub(crate) struct MonitorShared {
     reported_stuck: AtomicBool,
     /// Whether a request's signal has been refused by the kernel (reported once).
     reported_unsendable: AtomicBool,
-    /// `true` once told to stop; the condvar's lock.
-    stop: Mutex<bool>,
-    wake: Condvar,
+    /// `true` once told to stop.
+    stop: AtomicBool,
+    /// What the monitor sleeps on (rules 3, 5 and 7, and `slot`'s hand-backs).
+    pub(crate) wake: Arc<MonitorWake>,
+}
+
+/// The monitor's sleep, and what wakes it: an event count on a futex. A waker bumps the count
+/// and wakes the futex; the monitor reads the count before it checks what it waits for, and
+/// sleeps only while the count is still what it read, so no wake-up is lost between its check
+/// and its sleep. Not a `Condvar`: a worker's signal handler wakes the monitor too, when the
+/// worker's own timer hands a poll back to it (`slot` module doc, "own_timer"), and a handler
+/// may take no lock; a `FUTEX_WAKE` is one system call on an atomic.
+#[derive(Debug, Default)]
+pub(crate) struct MonitorWake {
+    count: AtomicU32,
+}
+
+impl MonitorWake {
+    /// Wakes the monitor from its sleep, or keeps its next one from beginning.
+    /// Async-signal-safe, and keeps `errno`.
+    pub(crate) fn wake(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: errno is this thread's; FUTEX_WAKE reads nothing but the address of an aligned
+        // u32 that lives as long as `self`.
+        unsafe {
+            let errno = *libc::__errno_location();
+            libc::syscall(
+                libc::SYS_futex,
+                self.count.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1,
+            );
+            *libc::__errno_location() = errno;
+        }
+    }
+
+    /// The count to pass to [`wait`](Self::wait), read before checking what to wait for.
+    fn observe(&self) -> u32 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps unless woken since `seen` was observed, until woken or `timeout` (none: no limit)
+    /// has passed; may return sooner (a signal, or a wake-up meant for an earlier sleep).
+    fn wait(&self, seen: u32, timeout: Option<Duration>) {
+        let spec = timeout.map(|timeout| libc::timespec {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+        });
+        let spec = spec.as_ref().map_or(ptr::null(), ptr::from_ref);
+        // SAFETY: FUTEX_WAIT reads the aligned u32 at the first address (which lives as long as
+        // `self`) and the timespec at the last, valid or null.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.count.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                seen,
+                spec,
+            );
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -256,8 +335,8 @@ impl Monitor {
 
     /// Rule 5.
     pub(crate) fn stop(&self) {
-        *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.shared.wake.notify_one();
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.wake();
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
@@ -297,9 +376,10 @@ impl MonitorShared {
         signal: libc::c_int,
         timer_ticks: TickGrid,
     ) -> MonitorShared {
+        let wake = Arc::new(MonitorWake::default());
         MonitorShared {
             slots: (0..workers)
-                .map(|_| WorkerSlot::new(quantum, timer_ticks))
+                .map(|_| WorkerSlot::new(quantum, timer_ticks, wake.clone()))
                 .collect(),
             quantum,
             timer_ticks,
@@ -310,19 +390,18 @@ impl MonitorShared {
             realtime_permitted: AtomicBool::new(false),
             reported_stuck: AtomicBool::new(false),
             reported_unsendable: AtomicBool::new(false),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            wake,
         }
     }
 
     /// Wakes the monitor from either of its sleeps (rules 3 and 7).
     fn wake_monitor(&self) {
-        let _lock = self.stop.lock().unwrap_or_else(|e| e.into_inner());
-        self.wake.notify_one();
+        self.wake.wake();
     }
 
     fn stopped(&self) -> bool {
-        *self.stop.lock().unwrap_or_else(|e| e.into_inner())
+        self.stop.load(Ordering::SeqCst)
     }
 
     fn run(&self) {
@@ -504,8 +583,8 @@ impl MonitorShared {
         }
         if slot.own_timer_covers(poll) {
             // Its worker's own timer preempts it, and asks again when that is deferred; the
-            // monitor steps in only if the timer has been silent for two quanta since the poll
-            // began.
+            // monitor steps in only if the timer has been silent for `own_timer_backup_after`
+            // since the poll began.
             let signals = slot.own_timer_signals();
             let heard = match watch.own_timer_heard {
                 Some((count, at)) if count == signals => at,
@@ -515,10 +594,11 @@ impl MonitorShared {
                 }
             };
             let silent_since = heard.max(since);
-            if now.saturating_duration_since(silent_since) < self.quantum * 2 {
+            let backup_after = own_timer_backup_after(self.quantum);
+            if now.saturating_duration_since(silent_since) < backup_after {
                 return Look {
                     long: false,
-                    due: Some(self.after_timer_tick(silent_since + self.quantum * 2)),
+                    due: Some(self.after_timer_tick(silent_since + backup_after)),
                     requested: false,
                     own_timed: true,
                 };
@@ -608,13 +688,14 @@ impl MonitorShared {
 
     /// Rule 1's sleep: until `wake`, or until a worker spots a poll (rule 7).
     fn sleep_until(&self, wake: Instant) {
-        let stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
-        // Under the lock: a spot after this swap notifies once the wait below has begun.
-        if *stop || self.spotted.swap(false, Ordering::Relaxed) {
+        // Observed first: a spot (or stop) after this swap bumps the count, and the wait below
+        // then returns at once.
+        let seen = self.wake.observe();
+        if self.stopped() || self.spotted.swap(false, Ordering::SeqCst) {
             return;
         }
         let timeout = wake.saturating_duration_since(Instant::now());
-        drop(self.wake.wait_timeout(stop, timeout));
+        self.wake.wait(seen, Some(timeout));
     }
 
     /// Rule 7, on worker `index`'s side: its maintenance `maintain` (which returns the time it
@@ -681,10 +762,13 @@ impl MonitorShared {
 
     /// Rule 3, on the monitor's side.
     fn sleep_while_all_parked(&self) {
-        let mut stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
         self.sleeping.store(true, Ordering::SeqCst);
-        while !*stop && self.slots.iter().all(WorkerSlot::is_parked) {
-            stop = self.wake.wait(stop).unwrap_or_else(|e| e.into_inner());
+        loop {
+            let seen = self.wake.observe();
+            if self.stopped() || !self.slots.iter().all(WorkerSlot::is_parked) {
+                break;
+            }
+            self.wake.wait(seen, None);
         }
         self.sleeping.store(false, Ordering::SeqCst);
     }
@@ -693,6 +777,7 @@ impl MonitorShared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preempt::slot::OwnTimerExpiry;
 
     const QUANTUM: Duration = Duration::from_millis(1);
 
@@ -737,9 +822,51 @@ mod tests {
         slot.running_poll().unwrap()
     }
 
+    /// Rule 2: the own timer wakes the monitor whenever it stops timing a worker's polls (a
+    /// poll it finds unnoted, or parking), so that the monitor, whose backup looks for covered
+    /// polls are rare, times what follows at once.
+    #[test]
+    fn an_own_timer_that_hands_a_worker_back_wakes_the_monitor() {
+        let wake = Arc::new(MonitorWake::default());
+        let slot = WorkerSlot::new(QUANTUM, TickGrid::new(Instant::now()), wake.clone());
+        // The timer would signal this thread (SIGURG, ignored here or forwarded to the default
+        // action) only if it came to fire; it is disarmed or deleted well before.
+        slot.create_own_timer(libc::SIGURG).expect("no timer");
+        let covered = preempt_one_poll(&slot);
+        assert!(slot.own_timer_covers(covered));
+        let seen = wake.observe();
+        // The noted polls after the preemption run out; the next is not noted.
+        let mut poll = covered;
+        while slot.poll_start(poll).is_some() {
+            poll = next_poll(&slot);
+        }
+        assert_eq!(wake.observe(), seen, "no hand-back before the timer fires");
+        assert_eq!(slot.own_timer_expired(), OwnTimerExpiry::NotDue);
+        assert!(!slot.own_timer_covers(poll));
+        assert_ne!(
+            wake.observe(),
+            seen,
+            "the hand-back did not wake the monitor"
+        );
+        // Parking after a preemption hands the worker back too; parking with nothing timed
+        // wakes nobody.
+        slot.end_poll();
+        let covered = preempt_one_poll(&slot);
+        assert!(slot.own_timer_covers(covered));
+        let seen = wake.observe();
+        slot.end_poll();
+        slot.set_parked(true);
+        let parked = wake.observe();
+        assert_ne!(parked, seen, "parking did not wake the monitor");
+        slot.set_parked(false);
+        slot.set_parked(true);
+        assert_eq!(wake.observe(), parked);
+        slot.delete_own_timer();
+    }
+
     #[test]
     fn the_polls_after_a_preemption_note_their_start_until_the_worker_parks() {
-        let slot = WorkerSlot::new(QUANTUM, TickGrid::new(Instant::now()));
+        let slot = WorkerSlot::new(QUANTUM, TickGrid::new(Instant::now()), Arc::default());
         slot.begin_poll();
         assert!(slot.poll_start(slot.running_poll().unwrap()).is_none());
         let before = Instant::now();

@@ -45,11 +45,13 @@
 //! When it fires, the handler (`signal` rule 2) preempts the running poll if it noted its start
 //! and has run its quantum since, as for the monitor's request; if it noted its start and has
 //! not, the handler re-arms the timer for the rest of that poll's quantum (`timer_settime` is
-//! async-signal-safe) and times it instead; otherwise it lets the monitor time what runs. A
-//! deferred preemption re-arms the timer for the monitor's retry period; parking disarms it.
-//! The monitor only backs up a poll the timer covers (the timer is timing this worker's polls
-//! since a preemption, and the poll noted its start): it asks for it only once the timer has
-//! been silent for two quanta (`own_timer_signals`; `monitor` rule 2). A worker whose timer
+//! async-signal-safe) and times it instead; otherwise it hands the worker back to the monitor
+//! (`hand_back`: `timed_poll` cleared and the monitor woken, async-signal-safely, through its
+//! futex) to time what runs. A deferred preemption re-arms the timer for the monitor's retry
+//! period; parking disarms it, handing back too. The monitor only backs up a poll the timer
+//! covers (the timer is timing this worker's polls since a preemption, and the poll noted its
+//! start): it asks for it only once the timer has been silent for a while (two quanta up to
+//! 200 µs, eight beyond; `own_timer_signals`; `monitor` rule 2). A worker whose timer
 //! cannot be created (or armed) is timed by the monitor alone (one line on stderr, once per
 //! process, says so).
 //!
@@ -80,6 +82,8 @@
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 use std::io;
 use std::ptr;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+use std::sync::Arc;
 use std::sync::Mutex;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 use std::sync::atomic::AtomicUsize;
@@ -90,6 +94,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::time::TickGrid;
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+use super::monitor::MonitorWake;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 use super::signal;
 
@@ -214,6 +220,9 @@ pub(crate) struct WorkerSlot {
     /// The own timer's signals handled so far, for the monitor's backup (module doc).
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     own_timer_signals: AtomicU64,
+    /// Woken when the own timer hands this worker back to the monitor (module doc).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    monitor_wake: Arc<MonitorWake>,
     preemptions: AtomicU64,
     /// Of `preemptions`, those the own timer asked for.
     own_timer_preemptions: AtomicU64,
@@ -242,7 +251,11 @@ struct Sighting {
 }
 
 impl WorkerSlot {
-    pub(crate) fn new(quantum: Duration, timer_ticks: TickGrid) -> WorkerSlot {
+    pub(crate) fn new(
+        quantum: Duration,
+        timer_ticks: TickGrid,
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))] monitor_wake: Arc<MonitorWake>,
+    ) -> WorkerSlot {
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
         let _ = (quantum, timer_ticks);
         WorkerSlot {
@@ -268,6 +281,8 @@ impl WorkerSlot {
             request_absorbed: AtomicBool::new(false),
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             own_timer_signals: AtomicU64::new(0),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            monitor_wake,
             preemptions: AtomicU64::new(0),
             own_timer_preemptions: AtomicU64::new(0),
             preempted_waiting: AtomicU64::new(0),
@@ -367,16 +382,29 @@ impl WorkerSlot {
         // A zero expiry would disarm the timer.
         if !self.set_own_timer(after.max(Duration::from_micros(1))) {
             // Never covered by a timer that will not fire: the monitor times it.
-            self.timed_poll.store(NOT_TIMED, Ordering::Release);
+            self.hand_back();
         }
     }
 
-    /// Disarms the own timer if it times a poll. Owner thread.
+    /// Disarms the own timer if it times a poll, handing the worker back to the monitor.
+    /// Owner thread.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     fn disarm_own_timer(&self) {
-        if self.timed_poll.swap(NOT_TIMED, Ordering::AcqRel) != NOT_TIMED {
+        if self.hand_back() {
             self.set_own_timer(Duration::ZERO);
         }
+    }
+
+    /// The own timer stops timing this worker's polls: if it was, the monitor is woken to time
+    /// them (module doc), and `true` is returned. Owner thread (the worker or its signal
+    /// handler): async-signal-safe, and keeps `errno`.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn hand_back(&self) -> bool {
+        let timing = self.timed_poll.swap(NOT_TIMED, Ordering::AcqRel) != NOT_TIMED;
+        if timing {
+            self.monitor_wake.wake();
+        }
+        timing
     }
 
     /// Sets the own timer to fire `after` from now (zero: never). Returns whether the timer
@@ -419,7 +447,7 @@ impl WorkerSlot {
             .and_then(|poll| Some((poll, self.poll_start(poll)?.0)));
         // Any other poll is the monitor's to time.
         let Some((poll, began)) = noted else {
-            self.timed_poll.store(NOT_TIMED, Ordering::Relaxed);
+            self.hand_back();
             return OwnTimerExpiry::NotDue;
         };
         match self
