@@ -36,9 +36,11 @@
 //!    poll noted its start) gets no request while that timer is heard from (its signals
 //!    counted in the slot) often enough (`own_timer_backup_after`: two quanta up to 200 µs,
 //!    eight beyond): the timer preempts it at one quantum, and asks again every period while
-//!    that is deferred; the monitor only backs it up, should the timer fall silent. When the
-//!    timer stops timing a worker (it finds a poll that did not note its start, or the worker
-//!    parks) it wakes the monitor, which then times that worker's polls as above. Such polls
+//!    that is deferred; the monitor only backs it up, should the timer fall silent (such a
+//!    poll then runs until that backup). When the timer stops timing a worker (it
+//!    finds a poll that did not note its start, it cannot be armed, or the worker parks) it
+//!    wakes the monitor, which then times that worker's polls as above. A repeated request for
+//!    the same poll waits out the period even when the monitor was woken early. Such polls
 //!    overrun as much as those it asks for: while they run the monitor does not become calm
 //!    (rule 7) and keeps its real-time priority (rule 4); with every worker in such polls it
 //!    wakes only for their backup looks.
@@ -224,9 +226,10 @@ pub(crate) struct MonitorShared {
 }
 
 /// The monitor's sleep, and what wakes it: an event count on a futex. A waker bumps the count
-/// and wakes the futex; the monitor reads the count before it checks what it waits for, and
-/// sleeps only while the count is still what it read, so no wake-up is lost between its check
-/// and its sleep. Not a `Condvar`: a worker's signal handler wakes the monitor too, when the
+/// and wakes the futex; the monitor reads the count before it looks at what it waits for (the
+/// slots, at the top of each pass; the parked flags; the stop and spotted flags), and sleeps
+/// only while the count is still what it read, so no wake-up is lost between its looks and
+/// its sleep. Not a `Condvar`: a worker's signal handler wakes the monitor too, when the
 /// worker's own timer hands a poll back to it (`slot` module doc, "own_timer"), and a handler
 /// may take no lock; a `FUTEX_WAKE` is one system call on an atomic.
 #[derive(Debug, Default)]
@@ -267,7 +270,7 @@ impl MonitorWake {
         });
         let spec = spec.as_ref().map_or(ptr::null(), ptr::from_ref);
         // SAFETY: FUTEX_WAIT reads the aligned u32 at the first address (which lives as long as
-        // `self`) and the timespec at the last, valid or null.
+        // `self`) and the timespec at the fourth argument, valid or null.
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
@@ -427,6 +430,8 @@ impl MonitorShared {
             let mut own_timed = false;
             let mut all_timed = true;
             let mut next_due: Option<Instant> = None;
+            // Before the looks: a hand-back or a spot during them ends the sleep after them.
+            let seen = self.wake.observe();
             for index in 0..self.slots.len() {
                 let look = self.look(index, &mut watches, now, period, calm);
                 any_long |= look.long;
@@ -464,7 +469,7 @@ impl MonitorShared {
                 // no periodic look while every worker is in a poll being timed.
                 let periodic = (!all_timed).then_some(now + sleep);
                 let wake = earliest(next_due, periodic).unwrap_or(now + sleep);
-                self.sleep_until(wake);
+                self.sleep_until(wake, seen);
             }
         }
     }
@@ -612,6 +617,20 @@ impl MonitorShared {
                 own_timed: false,
             };
         }
+        // A repeated request for the same poll waits out the retry period, however the monitor
+        // came to look early (a hand-back or a spot wakes it): each one a deferral costs the
+        // worker a signal.
+        if let Some((asked_for, at)) = watch.requested
+            && asked_for == poll
+            && now.saturating_duration_since(at) < period
+        {
+            return Look {
+                long,
+                due: Some(at + period),
+                requested: false,
+                own_timed: false,
+            };
+        }
         let requested = slot.request(poll);
         if requested {
             // From the second request for this very poll on, the first was taken and deferred.
@@ -687,10 +706,9 @@ impl MonitorShared {
     }
 
     /// Rule 1's sleep: until `wake`, or until a worker spots a poll (rule 7).
-    fn sleep_until(&self, wake: Instant) {
-        // Observed first: a spot (or stop) after this swap bumps the count, and the wait below
-        // then returns at once.
-        let seen = self.wake.observe();
+    /// `seen`: the wake count observed before the looks this sleep follows, so that a wake-up
+    /// since (a hand-back, a spot, the stop) ends it at once.
+    fn sleep_until(&self, wake: Instant, seen: u32) {
         if self.stopped() || self.spotted.swap(false, Ordering::SeqCst) {
             return;
         }
@@ -824,34 +842,57 @@ mod tests {
 
     /// Rule 2: the own timer wakes the monitor whenever it stops timing a worker's polls (a
     /// poll it finds unnoted, or parking), so that the monitor, whose backup looks for covered
-    /// polls are rare, times what follows at once.
+    /// polls are rare, times what follows at once; a hand-back between the monitor's looks and
+    /// its sleep ends that sleep.
     #[test]
     fn an_own_timer_that_hands_a_worker_back_wakes_the_monitor() {
-        let wake = Arc::new(MonitorWake::default());
-        let slot = WorkerSlot::new(QUANTUM, TickGrid::new(Instant::now()), wake.clone());
-        // The timer would signal this thread (SIGURG, ignored here or forwarded to the default
-        // action) only if it came to fire; it is disarmed or deleted well before.
+        let shared = monitor(1, QUANTUM, Instant::now());
+        let (slot, wake) = (&shared.slots[0], &shared.wake);
+        // The timer signals this thread (SIGURG: ignored, or forwarded to the default action,
+        // which ignores it) only if the test is kept off the CPU for a quantum between an arming
+        // and the hand-back or parking that disarms it.
         slot.create_own_timer(libc::SIGURG).expect("no timer");
-        let covered = preempt_one_poll(&slot);
+        let covered = preempt_one_poll(slot);
         assert!(slot.own_timer_covers(covered));
         let seen = wake.observe();
+        let look = shared.look(
+            0,
+            &mut watches(1),
+            Instant::now(),
+            look_period(QUANTUM),
+            false,
+        );
+        assert!(
+            look.own_timed,
+            "the monitor did not leave the covered poll to the timer"
+        );
         // The noted polls after the preemption run out; the next is not noted.
-        let mut poll = covered;
+        let (mut last_noted, mut poll) = (covered, covered);
         while slot.poll_start(poll).is_some() {
-            poll = next_poll(&slot);
+            last_noted = poll;
+            poll = next_poll(slot);
         }
+        assert!(slot.own_timer_covers(last_noted));
         assert_eq!(wake.observe(), seen, "no hand-back before the timer fires");
         assert_eq!(slot.own_timer_expired(), OwnTimerExpiry::NotDue);
-        assert!(!slot.own_timer_covers(poll));
+        assert!(
+            !slot.own_timer_covers(last_noted),
+            "still timed after the hand-back"
+        );
         assert_ne!(
             wake.observe(),
             seen,
             "the hand-back did not wake the monitor"
         );
+        // The look above had put the backup off for eight quanta; the hand-back since ends the
+        // sleep at once.
+        let began = Instant::now();
+        shared.sleep_until(look.due.expect("no due time"), seen);
+        assert!(began.elapsed() < QUANTUM * 4, "slept {:?}", began.elapsed());
         // Parking after a preemption hands the worker back too; parking with nothing timed
         // wakes nobody.
         slot.end_poll();
-        let covered = preempt_one_poll(&slot);
+        let covered = preempt_one_poll(slot);
         assert!(slot.own_timer_covers(covered));
         let seen = wake.observe();
         slot.end_poll();
@@ -1166,7 +1207,7 @@ mod tests {
             let shared = shared.clone();
             std::thread::spawn(move || {
                 let began = Instant::now();
-                shared.sleep_until(began + Duration::from_secs(30));
+                shared.sleep_until(began + Duration::from_secs(30), shared.wake.observe());
                 began.elapsed()
             })
         };
@@ -1180,7 +1221,7 @@ mod tests {
         // The flag is still set when no sleep took it.
         shared.spotted.store(true, Ordering::Relaxed);
         let began = Instant::now();
-        shared.sleep_until(began + Duration::from_secs(30));
+        shared.sleep_until(began + Duration::from_secs(30), shared.wake.observe());
         assert!(began.elapsed() < Duration::from_secs(10));
         assert!(!shared.spotted.load(Ordering::Relaxed));
     }

@@ -46,9 +46,9 @@
 //! and has run its quantum since, as for the monitor's request; if it noted its start and has
 //! not, the handler re-arms the timer for the rest of that poll's quantum (`timer_settime` is
 //! async-signal-safe) and times it instead; otherwise it hands the worker back to the monitor
-//! (`hand_back`: `timed_poll` cleared and the monitor woken, async-signal-safely, through its
-//! futex) to time what runs. A deferred preemption re-arms the timer for the monitor's retry
-//! period; parking disarms it, handing back too. The monitor only backs up a poll the timer
+//! (`hand_back`: `timed_poll` cleared, the timer disarmed and the monitor woken,
+//! async-signal-safely, through its futex) to time what runs; so do a failed arm and parking.
+//! A deferred preemption re-arms the timer for the monitor's retry period. The monitor only backs up a poll the timer
 //! covers (the timer is timing this worker's polls since a preemption, and the poll noted its
 //! start): it asks for it only once the timer has been silent for a while (two quanta up to
 //! 200 µs, eight beyond; `own_timer_signals`; `monitor` rule 2). A worker whose timer
@@ -386,25 +386,16 @@ impl WorkerSlot {
         }
     }
 
-    /// Disarms the own timer if it times a poll, handing the worker back to the monitor.
-    /// Owner thread.
+    /// The own timer stops timing this worker's polls: if it was, it is disarmed (a request's
+    /// signal may hand back before the timer fired, and it must not fire later at a parked
+    /// thread) and the monitor is woken to time them (module doc). Owner thread (the worker or
+    /// its signal handler): async-signal-safe, and keeps `errno`.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    fn disarm_own_timer(&self) {
-        if self.hand_back() {
+    fn hand_back(&self) {
+        if self.timed_poll.swap(NOT_TIMED, Ordering::AcqRel) != NOT_TIMED {
             self.set_own_timer(Duration::ZERO);
-        }
-    }
-
-    /// The own timer stops timing this worker's polls: if it was, the monitor is woken to time
-    /// them (module doc), and `true` is returned. Owner thread (the worker or its signal
-    /// handler): async-signal-safe, and keeps `errno`.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    fn hand_back(&self) -> bool {
-        let timing = self.timed_poll.swap(NOT_TIMED, Ordering::AcqRel) != NOT_TIMED;
-        if timing {
             self.monitor_wake.wake();
         }
-        timing
     }
 
     /// Sets the own timer to fire `after` from now (zero: never). Returns whether the timer
@@ -614,9 +605,10 @@ impl WorkerSlot {
     /// Owner thread only.
     pub(crate) fn set_parked(&self, parked: bool) {
         if parked {
-            // No timer left to wake the parked thread for a poll that has ended.
+            // No timer left to wake the parked thread for a poll that has ended, and the
+            // monitor told (the worker's next polls are its own to time).
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-            self.disarm_own_timer();
+            self.hand_back();
             self.follows_preemption
                 .store(NO_PREEMPTION, Ordering::Relaxed);
             let state = self.poll_state.load(Ordering::Relaxed);

@@ -225,7 +225,9 @@ impl Builder {
     /// `build` fails). The monitor asks for a preemption once a poll has run for one quantum,
     /// or a little more (up to a quarter if it first saw the poll at one of its periodic looks,
     /// up to an eighth to fall just after a timer tick; up to two quanta when the poll starts
-    /// unseen, while every other poll is short and the monitor looks less often). After a calm
+    /// unseen, while every other poll is short and the monitor looks less often). Right after a
+    /// preemption the worker's own timer does the timing; should it fire late, the monitor steps
+    /// in after two quanta (quanta up to 200 µs) or eight (longer ones). After a calm
     /// period (only short polls for ten quanta, so the monitor looks once every eight quanta), a
     /// poll that begins beside a worker running short polls is spotted by that worker and
     /// preempted about a quantum and a quarter after it began; with no such worker (one worker,
