@@ -395,6 +395,15 @@ pub(crate) struct WorkerAttachment {
 fn notice_once(why: &str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        eprintln!("maniac: preemption is off ({why}); tasks are scheduled cooperatively");
+        notice(format_args!(
+            "maniac: preemption is off ({why}); tasks are scheduled cooperatively"
+        ));
     });
+}
+
+/// One line of the preemption machinery's on stderr. Not `eprintln!`, which panics if stderr
+/// is closed: these lines come from worker and monitor threads, which must go on.
+pub(crate) fn notice(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -89,7 +89,6 @@
 //!    (`slot` module doc) is timed as in rule 2. After every worker was parked the monitor stays
 //!    as calm as it was: workers that unpark say nothing about polls getting long.
 
-use std::io::Write;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -211,8 +210,6 @@ pub(crate) struct MonitorShared {
     sleeping: AtomicBool,
     /// Whether the monitor is calm: workers spot for it (rule 7).
     calm: AtomicBool,
-    /// Whether a worker spotted a poll since the monitor last went to sleep (rule 7).
-    spotted: AtomicBool,
     /// Whether rule 4's priority is permitted (and asked for).
     realtime_permitted: AtomicBool,
     /// Whether rule 6 has reported a worker.
@@ -227,7 +224,7 @@ pub(crate) struct MonitorShared {
 
 /// The monitor's sleep, and what wakes it: an event count on a futex. A waker bumps the count
 /// and wakes the futex; the monitor reads the count before it looks at what it waits for (the
-/// slots, at the top of each pass; the parked flags; the stop and spotted flags), and sleeps
+/// slots, at the top of each pass; the parked flags; the stop flag), and sleeps
 /// only while the count is still what it read, so no wake-up is lost between its looks and
 /// its sleep. Not a `Condvar`: a worker's signal handler wakes the monitor too, when the
 /// worker's own timer hands a poll back to it (`slot` module doc, "own_timer"), and a handler
@@ -332,7 +329,7 @@ impl Monitor {
     pub(crate) fn worker_unparked(&self, slot: &WorkerSlot) {
         slot.set_parked(false);
         if self.shared.sleeping.load(Ordering::SeqCst) {
-            self.shared.wake_monitor();
+            self.shared.wake.wake();
         }
     }
 
@@ -389,18 +386,12 @@ impl MonitorShared {
             signal,
             sleeping: AtomicBool::new(false),
             calm: AtomicBool::new(false),
-            spotted: AtomicBool::new(false),
             realtime_permitted: AtomicBool::new(false),
             reported_stuck: AtomicBool::new(false),
             reported_unsendable: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             wake,
         }
-    }
-
-    /// Wakes the monitor from either of its sleeps (rules 3 and 7).
-    fn wake_monitor(&self) {
-        self.wake.wake();
     }
 
     fn stopped(&self) -> bool {
@@ -666,7 +657,7 @@ impl MonitorShared {
         if waiting == 0 || self.reported_stuck.swap(true, Ordering::Relaxed) {
             return;
         }
-        eprintln!(
+        super::notice(format_args!(
             "maniac: worker {index} has been in one poll for {running:.1?}, never at a point \
              where it could be preempted, while {waiting} preempted poll(s) wait to resume on that \
              worker. If that poll is blocked waiting for one of them (on a lock other than std's \
@@ -674,7 +665,7 @@ impl MonitorShared {
              variable), the worker is deadlocked: hold such locks inside \
              maniac::preempt::no_preempt, or use async locks and channels (maniac::preempt docs, \
              \"Hazards\"). Reported once per runtime."
-        );
+        ));
     }
 
     fn signal(&self, slot: &WorkerSlot) {
@@ -694,22 +685,20 @@ impl MonitorShared {
         if self.reported_unsendable.swap(true, Ordering::Relaxed) {
             return;
         }
-        // Not `eprintln!`, which panics if stderr is closed.
-        let _ = writeln!(
-            std::io::stderr(),
+        super::notice(format_args!(
             "maniac: the preemption signal {} could not be sent ({error}); nothing is preempted \
              while that lasts. A real-time signal is refused once the user's RLIMIT_SIGPENDING \
              is reached; a standard one (the default, SIGURG) is always delivered. Reported \
              once per runtime.",
             self.signal
-        );
+        ));
     }
 
-    /// Rule 1's sleep: until `wake`, or until a worker spots a poll (rule 7).
+    /// Rule 1's sleep: until `wake`, or until a worker spots a poll (rule 7) or hands one back.
     /// `seen`: the wake count observed before the looks this sleep follows, so that a wake-up
-    /// since (a hand-back, a spot, the stop) ends it at once.
+    /// since ends it at once (one before was for what those looks have seen).
     fn sleep_until(&self, wake: Instant, seen: u32) {
-        if self.stopped() || self.spotted.swap(false, Ordering::SeqCst) {
+        if self.stopped() {
             return;
         }
         let timeout = wake.saturating_duration_since(Instant::now());
@@ -758,8 +747,7 @@ impl MonitorShared {
         let news =
             slot.poll_start(poll).is_none() && slot.sight(poll, now, spot_after(self.quantum));
         if news {
-            self.spotted.store(true, Ordering::Relaxed);
-            self.wake_monitor();
+            self.wake.wake();
         }
     }
 
@@ -1139,16 +1127,22 @@ mod tests {
             shared.slots[1].spotted_since(long).is_none(),
             "spotted too soon"
         );
+        let before = shared.wake.observe();
         look(&mut first, 0, late); // slot 1, by another worker than the first sighting's
         assert_eq!(shared.slots[1].spotted_since(long), Some(t0));
-        assert!(shared.spotted.swap(false, Ordering::Relaxed));
+        assert_ne!(
+            shared.wake.observe(),
+            before,
+            "the spot did not wake the monitor"
+        );
         look(&mut first, 0, late); // slot 2
         assert!(
             shared.slots[2].spotted_since(noted).is_none(),
             "the monitor times this one from its noted start"
         );
+        let before = shared.wake.observe();
         look(&mut first, 0, late + QUANTUM); // slot 1 again: no news
-        assert!(!shared.spotted.load(Ordering::Relaxed));
+        assert_eq!(shared.wake.observe(), before, "woken for no news");
         // A later poll replaces the record; a sighting of the older one, late, does not.
         let later = next_poll(&shared.slots[1]);
         assert!(!shared.slots[1].sight(later, late, spot_after(QUANTUM)));
@@ -1218,12 +1212,15 @@ mod tests {
             slept < Duration::from_secs(10),
             "the spot did not wake it: {slept:?}"
         );
-        // The flag is still set when no sleep took it.
-        shared.spotted.store(true, Ordering::Relaxed);
+        // A spot while the monitor is awake, after it observed the count, ends its next sleep
+        // at once.
+        let poll = next_poll(&shared.slots[1]);
+        assert!(!shared.slots[1].sight(poll, t0, spot_after(QUANTUM)));
+        let seen = shared.wake.observe();
+        shared.maintain_and_spot(0, &mut Spotter::default(), || t0 + QUANTUM);
         let began = Instant::now();
-        shared.sleep_until(began + Duration::from_secs(30), shared.wake.observe());
+        shared.sleep_until(began + Duration::from_secs(30), seen);
         assert!(began.elapsed() < Duration::from_secs(10));
-        assert!(!shared.spotted.load(Ordering::Relaxed));
     }
 
     /// Rules 1 and 7's back-off: doubling up to eight quanta, calm from one quantum on, back to

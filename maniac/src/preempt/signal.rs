@@ -30,7 +30,7 @@
 //!    `errno` as it found it.
 
 use std::cell::Cell;
-use std::io::{self, Write};
+use std::io;
 use std::ptr;
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -67,12 +67,10 @@ pub(crate) fn attach(slot: &WorkerSlot, signal: libc::c_int) -> AttachGuard {
     if let Err(error) = slot.create_own_timer(signal) {
         static NOTICE: Once = Once::new();
         NOTICE.call_once(|| {
-            // Not `eprintln!`, which panics if stderr is closed.
-            let _ = writeln!(
-                io::stderr(),
+            super::notice(format_args!(
                 "maniac: a worker could not create its preemption timer ({error}); the monitor \
                  alone times its polls"
-            );
+            ));
         });
     }
     AttachGuard {

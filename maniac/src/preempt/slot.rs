@@ -48,12 +48,12 @@
 //! async-signal-safe) and times it instead; otherwise it hands the worker back to the monitor
 //! (`hand_back`: `timed_poll` cleared, the timer disarmed and the monitor woken,
 //! async-signal-safely, through its futex) to time what runs; so do a failed arm and parking.
-//! A deferred preemption re-arms the timer for the monitor's retry period. The monitor only backs up a poll the timer
-//! covers (the timer is timing this worker's polls since a preemption, and the poll noted its
-//! start): it asks for it only once the timer has been silent for a while (two quanta up to
-//! 200 µs, eight beyond; `own_timer_signals`; `monitor` rule 2). A worker whose timer
-//! cannot be created (or armed) is timed by the monitor alone (one line on stderr, once per
-//! process, says so).
+//! A deferred preemption re-arms the timer for the monitor's retry period. The monitor only
+//! backs up a poll the timer covers (the timer is timing this worker's polls since a
+//! preemption, and the poll noted its start): it asks for it only once the timer has been
+//! silent for a while (two quanta up to 200 µs, eight beyond; `own_timer_signals`; `monitor`
+//! rule 2). A worker whose timer cannot be created (or armed) is timed by the monitor alone
+//! (one line on stderr, once per process, says so).
 //!
 //! Why: a worker that runs hog after hog then preempts itself, with no signal from another core
 //! and no monitor wake-up per preemption (on our VMs each costs a computing thread some

@@ -246,8 +246,9 @@ impl Builder {
     /// not requests (but while the user's `RLIMIT_SIGPENDING` is reached, a foreign signal whose
     /// sender the kernel could not record may be taken for one: `maniac::preempt`, "The
     /// mechanism"). A real-time signal is not sent at all while that limit is reached (nothing is
-    /// preempted meanwhile; one line on stderr says so); a standard one always is. `SIGKILL`, `SIGSTOP`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`, `SIGTRAP`,
-    /// `SIGABRT`, the job-control signals and numbers out of range make `build` fail.
+    /// preempted meanwhile; one line on stderr says so); a standard one always is. `SIGKILL`,
+    /// `SIGSTOP`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`, `SIGTRAP`, `SIGABRT`, the job-control
+    /// signals and numbers out of range make `build` fail.
     pub fn preemption_signal(&mut self, signal: i32) -> &mut Builder {
         self.preemption_signal = signal;
         self
