@@ -49,6 +49,10 @@
 //!    a signal handler may wake too); a worker that unparks wakes it
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
+//!    A parked worker needs no periodic look either while others run: when every other worker
+//!    is timed (rule 2), the monitor sleeps in the same way until its next due look, and a
+//!    parked worker that unparks meanwhile wakes it. (Beside one hog of 1 ms preempting itself,
+//!    a parked worker cost a monitor wake-up every quantum.)
 //! 4. While polls overrun, it runs at the lowest real-time priority if it may
 //!    (`Builder::preemption_realtime_monitor`): a look that waits for a CPU behind the very polls
 //!    it is to preempt comes late by as much. It raises itself when it sends a request and
@@ -223,6 +227,8 @@ pub(crate) struct MonitorShared {
     /// The time driver's ticks (rule 2).
     timer_ticks: TickGrid,
     pub(crate) signal: libc::c_int,
+    /// Whether the monitor sleeps without looking at parked workers (rule 3): one that unparks
+    /// wakes it.
     sleeping: AtomicBool,
     /// Whether the monitor is calm: workers spot for it (rule 7).
     calm: AtomicBool,
@@ -343,10 +349,7 @@ impl Monitor {
 
     /// Rule 3, on the worker's side.
     pub(crate) fn worker_unparked(&self, slot: &WorkerSlot) {
-        slot.set_parked(false);
-        if self.shared.sleeping.load(Ordering::SeqCst) {
-            self.shared.wake.wake();
-        }
+        self.shared.worker_unparked(slot);
     }
 
     /// Rule 5.
@@ -430,21 +433,25 @@ impl MonitorShared {
         let mut realtime = false;
         let mut last_request: Option<Instant> = None;
         let mut calm = false;
+        let mut parked = vec![false; self.slots.len()];
         while !self.stopped() {
             let now = Instant::now();
             let mut any_long = false;
             let mut requested = false;
             let mut own_timed = false;
+            // Whether every worker is in a poll being timed, or timed by its own timer (rule 2),
+            // or parked (rule 3); `parked[index]`: whether worker `index` was parked.
             let mut all_timed = true;
             let mut next_due: Option<Instant> = None;
             // Before the looks: a hand-back or a spot during them ends the sleep after them.
             let seen = self.wake.observe();
-            for index in 0..self.slots.len() {
+            for (index, parked) in parked.iter_mut().enumerate() {
                 let look = self.look(index, &mut watches, now, period, calm);
                 any_long |= look.long;
                 requested |= look.requested;
                 own_timed |= look.own_timed;
-                all_timed &= look.due.is_some();
+                *parked = look.due.is_none() && self.slots[index].is_parked();
+                all_timed &= look.due.is_some() || *parked;
                 next_due = earliest(next_due, look.due);
             }
             // Polls preempting themselves are polls overrunning, as much as those the monitor
@@ -473,10 +480,14 @@ impl MonitorShared {
                 }
                 // Rule 2's timing: awake when a worker's look is due, not at the next periodic
                 // look after it (which would add up to a period, plus each sleep's lateness);
-                // no periodic look while every worker is in a poll being timed.
-                let periodic = (!all_timed).then_some(now + sleep);
+                // no periodic look while every worker is timed, or parked and still so once
+                // the monitor is known to sleep (rule 3).
+                let no_periodic =
+                    all_timed && (!parked.contains(&true) || self.sleep_past_parked(&parked));
+                let periodic = (!no_periodic).then_some(now + sleep);
                 let wake = earliest(next_due, periodic).unwrap_or(now + sleep);
                 self.sleep_until(wake, seen);
+                self.sleeping.store(false, Ordering::SeqCst);
             }
         }
     }
@@ -796,6 +807,27 @@ impl MonitorShared {
         }
         spotter.next += 1;
         None
+    }
+
+    /// Rule 3, on the worker's side.
+    fn worker_unparked(&self, slot: &WorkerSlot) {
+        slot.set_parked(false);
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.wake.wake();
+        }
+    }
+
+    /// Rule 3, on the monitor's side, before a sleep with no periodic look: whether the workers
+    /// that its looks found parked (`parked[index]`) are still parked, now that it is known to
+    /// sleep (each that unparks from now on wakes it). Whatever it returns, the caller clears
+    /// `sleeping` after the sleep. (Only with some worker parked: a worker in a timed poll that
+    /// parks and unparks meanwhile runs unseen until the next due look, as rule 2 says.)
+    fn sleep_past_parked(&self, parked: &[bool]) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        self.slots
+            .iter()
+            .zip(parked)
+            .all(|(slot, &parked)| !parked || slot.is_parked())
     }
 
     /// Rule 3, on the monitor's side.
@@ -1296,6 +1328,37 @@ mod tests {
         let began = Instant::now();
         shared.sleep_until(began + Duration::from_secs(30), seen);
         assert!(began.elapsed() < Duration::from_secs(10));
+    }
+
+    /// Rule 3: the monitor sleeps past a parked worker (no periodic look) only if it finds it
+    /// still parked once it is known to sleep, and that worker, unparking, then wakes it.
+    #[test]
+    fn a_worker_that_unparks_wakes_a_monitor_sleeping_past_it() {
+        let shared = Arc::new(monitor(2, QUANTUM, Instant::now()));
+        let parked = [false, true];
+        shared.slots[1].set_parked(true);
+        let seen = shared.wake.observe();
+        assert!(shared.sleep_past_parked(&parked));
+        let sleeper = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let began = Instant::now();
+                shared.sleep_until(began + Duration::from_secs(30), seen);
+                shared.sleeping.store(false, Ordering::SeqCst);
+                began.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        shared.worker_unparked(&shared.slots[1]);
+        let slept = sleeper.join().unwrap();
+        assert!(
+            slept < Duration::from_secs(10),
+            "the unparking did not wake it: {slept:?}"
+        );
+        // Unparked between the look and the check: no sleep past it.
+        shared.slots[1].set_parked(true);
+        shared.worker_unparked(&shared.slots[1]);
+        assert!(!shared.sleep_past_parked(&parked));
     }
 
     /// Rules 1 and 7's back-off: doubling up to eight quanta, calm from one quantum on, back to
