@@ -755,7 +755,7 @@ fn run_preemption_measurements(options: &Options) {
                 options.workers
             );
             println!(
-                "{:<8} {:>11} {:>9} {:>11} {:>11} {:>9} {:>14} {:>12} {:>12} {:>15}",
+                "{:<8} {:>11} {:>9} {:>11} {:>11} {:>9} {:>14} {:>12} {:>12} {:>15} {:>15}",
                 "quantum",
                 "preemptions",
                 "deferred",
@@ -765,7 +765,8 @@ fn run_preemption_measurements(options: &Options) {
                 "per preemption",
                 "monitor's",
                 "workers'",
-                "monitor (core)"
+                "monitor (core)",
+                "monitor wakes/s"
             );
         }
         let (results, others) = preempt::NoiseMeter::around(|| {
@@ -779,7 +780,7 @@ fn run_preemption_measurements(options: &Options) {
                      \"cpu_off_ns\":{},\"cpu_on_ns\":{},\"cpu_loss\":{},\
                      \"ns_per_preemption\":{},\"monitor_ns_per_preemption\":{},\
                      \"worker_ns_per_preemption\":{},\"monitor_core_share\":{},\
-                     \"others_cores\":{}}}",
+                     \"monitor_wakeups_per_s\":{},\"others_cores\":{}}}",
                     figures.quantum.as_micros(),
                     json_number(figures.preemptions, 0),
                     json_number(figures.cpu_off, 0),
@@ -789,12 +790,13 @@ fn run_preemption_measurements(options: &Options) {
                     json_number(figures.monitor_per_preemption, 1),
                     json_number(figures.worker_per_preemption, 1),
                     json_number(figures.monitor_share, 5),
+                    json_number(figures.monitor_wakeups_per_s, 0),
                     json_number(others, 2)
                 );
             } else {
                 println!(
                     "{quantum:<8} {:>11.0} {:>9.0} {:>11} {:>11} {:>8.2}% {:>14} {:>12} {:>12} \
-                     {:>14.2}%",
+                     {:>14.2}% {:>15.0}",
                     figures.preemptions,
                     figures.deferred,
                     format_ns(figures.cpu_off),
@@ -803,7 +805,8 @@ fn run_preemption_measurements(options: &Options) {
                     format_ns(figures.per_preemption),
                     format_ns(figures.monitor_per_preemption),
                     format_ns(figures.worker_per_preemption),
-                    figures.monitor_share * 100.0
+                    figures.monitor_share * 100.0,
+                    figures.monitor_wakeups_per_s
                 );
             }
         }

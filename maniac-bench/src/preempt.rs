@@ -22,7 +22,8 @@
 //! - cost per preemption = (CPU on − CPU off) / preemptions: the whole path (the monitor's looks
 //!   and signal, the kernel's delivery, the handler, the trampoline's saves and restores, the
 //!   switch, the worker loop picking the next task, and the cache misses after the switch);
-//! - the monitor's own CPU time (from `/proc/self/task/*/schedstat`), as a share of a core.
+//! - the monitor's own CPU time (from `/proc/self/task/*/schedstat`), as a share of a core,
+//!   and its wake-ups per second (the times it got a CPU, from the same line).
 //!
 //! CPU time rather than wall time: it does not depend on how the tasks were spread over the
 //! workers, nor on other processes taking turns on the cores.
@@ -489,11 +490,6 @@ fn threads_schedstat(name: &str) -> [u64; 3] {
         })
 }
 
-/// CPU time so far of this process's threads named `name`, ns.
-fn threads_cpu_ns(name: &str) -> u64 {
-    threads_schedstat(name)[0]
-}
-
 /// Name of maniac's monitor thread. The benchmarks run one runtime at a time, so the threads of
 /// that name are that runtime's monitor.
 const MONITOR_THREAD: &str = "maniac-monitor";
@@ -511,6 +507,8 @@ pub struct CostRun {
     pub deferred: f64,
     /// The monitor thread's CPU time, ns.
     pub monitor: f64,
+    /// The times the monitor thread got a CPU (its wake-ups).
+    pub monitor_wakeups: f64,
 }
 
 /// Runs `tasks` tasks of `task_steps` steps each, one poll each, on a fresh maniac runtime.
@@ -530,7 +528,7 @@ pub fn cost_once(
             handle.await.expect("a warm-up task");
         }
     });
-    let monitor_before = threads_cpu_ns(MONITOR_THREAD);
+    let monitor_before = threads_schedstat(MONITOR_THREAD);
     let cpu_before = process_cpu_ns();
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
@@ -548,14 +546,16 @@ pub fn cost_once(
     });
     let wall = started.elapsed();
     let cpu = process_cpu_ns() - cpu_before;
-    let monitor = threads_cpu_ns(MONITOR_THREAD).saturating_sub(monitor_before);
+    let monitor_after = threads_schedstat(MONITOR_THREAD);
+    let monitor = |field: usize| monitor_after[field].saturating_sub(monitor_before[field]) as f64;
     let metrics = rt.metrics();
     CostRun {
         cpu: cpu as f64,
         wall: wall.as_nanos() as f64,
         preemptions: metrics.preemptions() as f64,
         deferred: metrics.preemptions_deferred() as f64,
-        monitor: monitor as f64,
+        monitor: monitor(0),
+        monitor_wakeups: monitor(2),
     }
 }
 
@@ -580,6 +580,9 @@ pub struct CostFigures {
     pub monitor_per_preemption: f64,
     /// Median of the monitor's CPU time / wall time (share of one core).
     pub monitor_share: f64,
+    /// Median of the monitor's wake-ups per second: a count, which the host's noise moves far
+    /// less than the CPU times (each wake-up costs the computing threads too: the floor rows).
+    pub monitor_wakeups_per_s: f64,
     /// Median of the per-repetition (CPU on − CPU off − monitor CPU) / preemptions, ns: the
     /// workers' share of `per_preemption`.
     pub worker_per_preemption: f64,
@@ -601,13 +604,14 @@ pub fn run_cost(workers: usize, reps: usize, task: Duration, verbose: bool) -> V
             if verbose {
                 eprintln!(
                     "  preempt_cost rep {rep} {}: cpu {:.1} ms, wall {:.1} ms, {} preemptions, \
-                     {} deferred, monitor {:.2} ms",
+                     {} deferred, monitor {:.2} ms in {} wake-ups",
                     settings[index].map_or_else(|| "off".to_owned(), |q| format!("{q:?}")),
                     run.cpu / 1e6,
                     run.wall / 1e6,
                     run.preemptions,
                     run.deferred,
-                    run.monitor / 1e6
+                    run.monitor / 1e6,
+                    run.monitor_wakeups
                 );
             }
             runs[index].push(run);
@@ -635,6 +639,7 @@ pub fn run_cost(workers: usize, reps: usize, task: Duration, verbose: bool) -> V
                 per_preemption: paired(&|off, on| (on.cpu - off.cpu) / on.preemptions.max(1.0)),
                 monitor_per_preemption: paired(&|_, on| on.monitor / on.preemptions.max(1.0)),
                 monitor_share: median(on, |r| r.monitor / r.wall),
+                monitor_wakeups_per_s: median(on, |r| r.monitor_wakeups / (r.wall / 1e9)),
                 worker_per_preemption: paired(&|off, on| {
                     (on.cpu - off.cpu - on.monitor) / on.preemptions.max(1.0)
                 }),
