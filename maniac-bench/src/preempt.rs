@@ -23,7 +23,7 @@
 //!   and signal, the kernel's delivery, the handler, the trampoline's saves and restores, the
 //!   switch, the worker loop picking the next task, and the cache misses after the switch);
 //! - the monitor's own CPU time (from `/proc/self/task/*/schedstat`), as a share of a core,
-//!   and its wake-ups per second (the times it got a CPU, from the same line).
+//!   and its wake-ups per second (its voluntary context switches, `/proc/self/task/*/status`).
 //!
 //! CPU time rather than wall time: it does not depend on how the tasks were spread over the
 //! workers, nor on other processes taking turns on the cores.
@@ -490,6 +490,28 @@ fn threads_schedstat(name: &str) -> [u64; 3] {
         })
 }
 
+/// The voluntary context switches so far of this process's threads named `name`
+/// (`/proc/self/task/*/status`): how often they went to sleep, so how often they woke.
+fn threads_voluntary_switches(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|count| count.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 /// Name of maniac's monitor thread. The benchmarks run one runtime at a time, so the threads of
 /// that name are that runtime's monitor.
 const MONITOR_THREAD: &str = "maniac-monitor";
@@ -507,7 +529,7 @@ pub struct CostRun {
     pub deferred: f64,
     /// The monitor thread's CPU time, ns.
     pub monitor: f64,
-    /// The times the monitor thread got a CPU (its wake-ups).
+    /// The monitor thread's wake-ups (its voluntary context switches).
     pub monitor_wakeups: f64,
 }
 
@@ -528,7 +550,8 @@ pub fn cost_once(
             handle.await.expect("a warm-up task");
         }
     });
-    let monitor_before = threads_schedstat(MONITOR_THREAD);
+    let monitor_before = threads_schedstat(MONITOR_THREAD)[0];
+    let wakeups_before = threads_voluntary_switches(MONITOR_THREAD);
     let cpu_before = process_cpu_ns();
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
@@ -546,16 +569,16 @@ pub fn cost_once(
     });
     let wall = started.elapsed();
     let cpu = process_cpu_ns() - cpu_before;
-    let monitor_after = threads_schedstat(MONITOR_THREAD);
-    let monitor = |field: usize| monitor_after[field].saturating_sub(monitor_before[field]) as f64;
+    let monitor = threads_schedstat(MONITOR_THREAD)[0].saturating_sub(monitor_before);
+    let wakeups = threads_voluntary_switches(MONITOR_THREAD).saturating_sub(wakeups_before);
     let metrics = rt.metrics();
     CostRun {
         cpu: cpu as f64,
         wall: wall.as_nanos() as f64,
         preemptions: metrics.preemptions() as f64,
         deferred: metrics.preemptions_deferred() as f64,
-        monitor: monitor(0),
-        monitor_wakeups: monitor(2),
+        monitor: monitor as f64,
+        monitor_wakeups: wakeups as f64,
     }
 }
 
@@ -580,8 +603,9 @@ pub struct CostFigures {
     pub monitor_per_preemption: f64,
     /// Median of the monitor's CPU time / wall time (share of one core).
     pub monitor_share: f64,
-    /// Median of the monitor's wake-ups per second: a count, which the host's noise moves far
-    /// less than the CPU times (each wake-up costs the computing threads too: the floor rows).
+    /// Median of the monitor's wake-ups per second: a count of its own sleeps, which the host's
+    /// noise does not move as it moves CPU times (each wake-up costs the computing threads
+    /// too: the floor rows).
     pub monitor_wakeups_per_s: f64,
     /// Median of the per-repetition (CPU on − CPU off − monitor CPU) / preemptions, ns: the
     /// workers' share of `per_preemption`.

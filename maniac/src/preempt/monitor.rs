@@ -28,9 +28,10 @@
 //!    request (or this one is still on its way), to repeat it. Its periodic looks are only for
 //!    workers that are not in a poll it is timing, nor timed by their own timer (below). So a
 //!    poll is preempted after one quantum (up to a period more if it was first seen at a
-//!    periodic look, up to an eighth of a quantum more for the alignment), plus the monitor's and the signal's own lateness; up to two
-//!    quanta when it starts unseen and not soon after a preemption (the monitor backing off, or
-//!    every worker timed when it began); when the monitor is calm, rule 7. Requests coalesce: no
+//!    periodic look, up to an eighth of a quantum more for the alignment), plus the monitor's
+//!    and the signal's own lateness; up to two quanta when it starts unseen and not soon after
+//!    a preemption (the monitor backing off, or every worker timed when it began); when the
+//!    monitor is calm, rule 7. Requests coalesce: no
 //!    second signal while one is pending. A poll its worker's own timer covers (`slot` module
 //!    doc, "own_timer": the timer is timing that worker's polls since a preemption, and this
 //!    poll noted its start) gets no request while that timer is heard from (its signals
@@ -50,9 +51,11 @@
 //!    ([`Monitor::worker_unparked`]). The worker writes "unparked" and then reads "sleeping"; the
 //!    monitor writes "sleeping" and then reads "parked": with SeqCst one of them sees the other.
 //!    A parked worker needs no periodic look either while others run: when every other worker
-//!    is timed (rule 2), the monitor sleeps in the same way until its next due look, and a
-//!    parked worker that unparks meanwhile wakes it. (Beside one hog of 1 ms preempting itself,
-//!    a parked worker cost a monitor wake-up every quantum.)
+//!    is timed (rule 2), the monitor sleeps in the same way until its next due look, and the
+//!    first parked worker to unpark meanwhile wakes it; but not within a quantum of being woken
+//!    so, so that a worker that parks and unparks often costs no more wake-ups than periodic
+//!    looks. (Beside hogs preempting themselves on one worker, the parked other cost a monitor
+//!    wake-up every quantum.)
 //! 4. While polls overrun, it runs at the lowest real-time priority if it may
 //!    (`Builder::preemption_realtime_monitor`): a look that waits for a CPU behind the very polls
 //!    it is to preempt comes late by as much. It raises itself when it sends a request and
@@ -110,11 +113,13 @@ use crate::time::TickGrid;
 struct Look {
     /// Its running poll was running at the previous look too.
     long: bool,
-    /// When this worker needs the next look, if it is in a poll being timed.
+    /// When this worker needs the next look, if it is in a poll being timed, or timed by its
+    /// own timer (in a poll or between polls: then this is the backup look).
     due: Option<Instant>,
     /// A request was sent for it.
     requested: bool,
-    /// Its running poll is timed by the worker's own timer (`slot` module doc, "own_timer").
+    /// The worker (its running poll, or the next) is timed by its own timer (`slot` module
+    /// doc, "own_timer").
     own_timed: bool,
 }
 
@@ -134,7 +139,8 @@ struct Watch {
     deferring: bool,
     /// The worker's own-timer signals counted at the last look that saw the count change, and
     /// when (`slot` module doc, "own_timer"): a timer silent for `own_timer_backup_after` over
-    /// a poll it covers has stopped, and the monitor takes that poll over.
+    /// a poll it covers, or while it times the worker between polls, has stopped, and the
+    /// monitor takes the worker over.
     own_timer_heard: Option<(u64, Instant)>,
 }
 
@@ -433,7 +439,10 @@ impl MonitorShared {
         let mut realtime = false;
         let mut last_request: Option<Instant> = None;
         let mut calm = false;
+        // Rule 3: which workers the last looks found parked, and when an unparking last ended
+        // a sleep past them.
         let mut parked = vec![false; self.slots.len()];
+        let mut woken_by_unpark: Option<Instant> = None;
         while !self.stopped() {
             let now = Instant::now();
             let mut any_long = false;
@@ -445,13 +454,13 @@ impl MonitorShared {
             let mut next_due: Option<Instant> = None;
             // Before the looks: a hand-back or a spot during them ends the sleep after them.
             let seen = self.wake.observe();
-            for (index, parked) in parked.iter_mut().enumerate() {
+            for (index, was_parked) in parked.iter_mut().enumerate() {
                 let look = self.look(index, &mut watches, now, period, calm);
                 any_long |= look.long;
                 requested |= look.requested;
                 own_timed |= look.own_timed;
-                *parked = look.due.is_none() && self.slots[index].is_parked();
-                all_timed &= look.due.is_some() || *parked;
+                *was_parked = look.due.is_none() && self.slots[index].is_parked();
+                all_timed &= look.due.is_some() || *was_parked;
                 next_due = earliest(next_due, look.due);
             }
             // Polls preempting themselves are polls overrunning, as much as those the monitor
@@ -481,13 +490,22 @@ impl MonitorShared {
                 // Rule 2's timing: awake when a worker's look is due, not at the next periodic
                 // look after it (which would add up to a period, plus each sleep's lateness);
                 // no periodic look while every worker is timed, or parked and still so once
-                // the monitor is known to sleep (rule 3).
-                let no_periodic =
-                    all_timed && (!parked.contains(&true) || self.sleep_past_parked(&parked));
+                // the monitor is known to sleep (rule 3), unless an unparking woke it within
+                // the last quantum (a worker that parks and unparks often would otherwise wake
+                // it each time, more often than the periodic looks).
+                let any_parked = parked.contains(&true);
+                let unparks_quiet = woken_by_unpark
+                    .is_none_or(|at| now.saturating_duration_since(at) >= self.quantum);
+                let past_parked =
+                    all_timed && any_parked && unparks_quiet && self.sleep_past_parked(&parked);
+                let no_periodic = all_timed && (!any_parked || past_parked);
                 let periodic = (!no_periodic).then_some(now + sleep);
                 let wake = earliest(next_due, periodic).unwrap_or(now + sleep);
                 self.sleep_until(wake, seen);
-                self.sleeping.store(false, Ordering::SeqCst);
+                // The worker whose unparking ended the sleep cleared `sleeping`.
+                if past_parked && !self.sleeping.swap(false, Ordering::SeqCst) {
+                    woken_by_unpark = Some(Instant::now());
+                }
             }
         }
     }
@@ -664,8 +682,9 @@ impl MonitorShared {
     /// it, or does not, and the timer, armed for a quantum after a noted poll began at the
     /// latest, finds it when it fires and hands the worker back, waking the monitor: that poll
     /// is timed from then, so preempted within two quanta of its start, as one the monitor
-    /// first sees at a periodic look may be. (Periodic looks here woke the monitor some 700
-    /// times a second beside two 1 ms hogs preempting themselves, for the 125 of their backups.)
+    /// first sees at a periodic look may be. (Beside two hogs preempting themselves at 100 µs,
+    /// the monitor woke 5,200–5,350 times a second with these periodic looks, 4,500–4,800
+    /// without: BENCHMARKS.md, "Monitor wake-ups".)
     fn look_between_polls(&self, slot: &WorkerSlot, watch: &mut Watch, now: Instant) -> Look {
         if slot.own_timer_timing() {
             let heard = watch.own_timer_heard(slot, now);
@@ -809,31 +828,39 @@ impl MonitorShared {
         None
     }
 
-    /// Rule 3, on the worker's side.
+    /// Rule 3, on the worker's side: the first worker to unpark during such a sleep ends it
+    /// (and clears `sleeping`, so that the others pay no system call).
     fn worker_unparked(&self, slot: &WorkerSlot) {
         slot.set_parked(false);
-        if self.sleeping.load(Ordering::SeqCst) {
+        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
             self.wake.wake();
         }
     }
 
     /// Rule 3, on the monitor's side, before a sleep with no periodic look: whether the workers
     /// that its looks found parked (`parked[index]`) are still parked, now that it is known to
-    /// sleep (each that unparks from now on wakes it). Whatever it returns, the caller clears
-    /// `sleeping` after the sleep. (Only with some worker parked: a worker in a timed poll that
+    /// sleep (the first that unparks from now on wakes it, and clears `sleeping`; else the
+    /// caller clears it after the sleep; if this returns false, it is cleared here). (Only with
+    /// some worker parked: a worker in a timed poll that
     /// parks and unparks meanwhile runs unseen until the next due look, as rule 2 says.)
     fn sleep_past_parked(&self, parked: &[bool]) -> bool {
         self.sleeping.store(true, Ordering::SeqCst);
-        self.slots
+        let still = self
+            .slots
             .iter()
             .zip(parked)
-            .all(|(slot, &parked)| !parked || slot.is_parked())
+            .all(|(slot, &parked)| !parked || slot.is_parked());
+        if !still {
+            self.sleeping.store(false, Ordering::SeqCst);
+        }
+        still
     }
 
     /// Rule 3, on the monitor's side.
     fn sleep_while_all_parked(&self) {
-        self.sleeping.store(true, Ordering::SeqCst);
         loop {
+            // Again each time: the worker whose unparking woke the monitor cleared it.
+            self.sleeping.store(true, Ordering::SeqCst);
             let seen = self.wake.observe();
             if self.stopped() || !self.slots.iter().all(WorkerSlot::is_parked) {
                 break;

@@ -52,9 +52,10 @@
 //! backs up a poll the timer covers (the timer is timing this worker's polls since a
 //! preemption, and the poll noted its start): it asks for it only once the timer has been
 //! silent for a while (two quanta up to 200 µs, eight beyond; `own_timer_signals`; `monitor`
-//! rule 2). Between polls, a worker the timer is timing needs no look either: the next poll
-//! notes its start (the timer covers it) or the timer, when it fires, hands the worker back. A worker whose timer cannot be created (or armed) is timed by the monitor alone
-//! (one line on stderr, once per process, says so).
+//! rule 2). Between polls, a worker the timer is timing needs only that backup look too: the
+//! next poll notes its start (the timer covers it) or the timer, when it fires, hands the
+//! worker back. A worker whose timer cannot be created (or armed) is timed by the monitor
+//! alone (one line on stderr, once per process, says so).
 //!
 //! Why: a worker that runs hog after hog then preempts itself, with no signal from another core
 //! and no monitor wake-up per preemption (on our VMs each costs a computing thread some
@@ -468,8 +469,8 @@ impl WorkerSlot {
     }
 
     /// For the monitor: whether the own timer is timing this worker's polls since a preemption
-    /// (module doc). Then it is armed, or (in the handler that preempted, until the next poll
-    /// begins) the next poll arms it, until it hands the worker back.
+    /// (module doc). Then it is armed, or, from a preemption it asked for until the next poll
+    /// begins, that poll arms it; it stays so until it hands the worker back.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn own_timer_timing(&self) -> bool {
         self.timed_poll.load(Ordering::Acquire) != NOT_TIMED

@@ -17,8 +17,9 @@
 //!    that worker leaves `sleepers` already counted as unparked *and searching*, and the caller
 //!    unparks it. While a worker searches, nobody else is woken: the searcher will find the work, and
 //!    a second searcher would only race it for the same task. A worker whose poll was just
-//!    preempted applies it too when its local queue holds tasks: it is about to start them one
-//!    a quantum, each pinned to it once preempted, so the work is visible as if just pushed.
+//!    preempted also wakes one when its local queue holds tasks (not for lost wake-ups: to
+//!    spread hogs), since it is about to start them one a quantum, each pinned to it once
+//!    preempted.
 //! 2. A worker whose own queues are empty may search only while fewer than half of the workers
 //!    search ([`Idle::try_begin_searching`]); otherwise it parks at once, the searchers cover it.
 //! 3. A searcher that finds work stops searching ([`Idle::end_searching`]). If it was the last

@@ -452,16 +452,17 @@ impl WorkerContext {
                 !generator.is_some_and(Header::is_detached),
                 "maniac: a worker loop went on on a generator a switched poll had taken over"
             );
-            // No borrow of the core across the drivers' wake-ups, which schedule onto it. After a
-            // preemption at once: when every poll is long, timers must not wait 61 of them.
             // After a preemption, tasks left in the local queue are about to be started here, one
             // a quantum, and then pinned here for good (a preempted poll resumes on its own
             // thread): an idle worker is woken to steal them first. (Four hogs spawned onto two
-            // workers at 1 ms ended three on one worker in 4 of 16 runs without this; 0 with.)
+            // workers at 1 ms ended three or four on one worker in 4 of 16 runs without this; 0
+            // with.)
             let preempted = self.slot().is_some_and(WorkerSlot::take_preempted);
             if preempted && !self.core().local.is_empty() {
                 self.shared.notify_parked();
             }
+            // No borrow of the core across the drivers' wake-ups, which schedule onto it. After a
+            // preemption at once: when every poll is long, timers must not wait 61 of them.
             let maintenance_due = self.core().maintenance_due() || preempted;
             if maintenance_due {
                 self.maintain();
