@@ -17,9 +17,10 @@
 //!    that worker leaves `sleepers` already counted as unparked *and searching*, and the caller
 //!    unparks it. While a worker searches, nobody else is woken: the searcher will find the work, and
 //!    a second searcher would only race it for the same task. A worker whose poll was just
-//!    preempted also wakes one when its local queue holds tasks (not for lost wake-ups: to
-//!    spread hogs), since it is about to start them one a quantum, each pinned to it once
-//!    preempted.
+//!    preempted also wakes one when tasks wait to be started (not for lost wake-ups: to spread
+//!    hogs), since it would start them one a quantum, each pinned to it once preempted; and while
+//!    a worker searches, it resumes a preempted poll instead of starting one, so that the
+//!    searcher finds them unstarted.
 //! 2. A worker whose own queues are empty may search only while fewer than half of the workers
 //!    search ([`Idle::try_begin_searching`]); otherwise it parks at once, the searchers cover it.
 //! 3. A searcher that finds work stops searching ([`Idle::end_searching`]). If it was the last
@@ -174,8 +175,7 @@ impl Idle {
         }
     }
 
-    /// How many workers are searching now (for tests and metrics; stale as soon as read).
-    #[cfg(test)]
+    /// How many workers are searching now (stale as soon as read: a hint, never a guarantee).
     pub(crate) fn num_searching(&self) -> usize {
         Snapshot(self.state.load(SeqCst)).num_searching()
     }

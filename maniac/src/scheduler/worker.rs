@@ -29,6 +29,29 @@
 //! queues never empty still resumes them), and before stealing or parking. Their turn has its
 //! own countdown, not `global_queue_interval`'s: with that set to 1 (tokio's "always look at
 //! the injector first"), preempted hogs took every turn and the local queue starved.
+//!
+//! ## Spreading started work
+//! A preempted poll resumes on its own thread, so a task is pinned to the worker that first
+//! polled it as soon as it is preempted: stealing spreads only tasks not yet started. A worker
+//! that keeps being preempted would start the tasks waiting in its local queue (or the
+//! injector) one a quantum and keep them all, while another worker sleeps or times fewer hogs.
+//! A worker's load is the number of polls it has started and not finished: its preempted polls
+//! waiting to resume, plus the one it runs (both kept in its `WorkerSlot` for the monitor;
+//! read here only after a preemption). After a preemption:
+//! 1. If tasks wait to be started here (local queue or injector), it wakes an idle worker to
+//!    steal them (idle rule 1). While a worker searches (that one, or another on its way), its
+//!    next turn resumes a preempted poll instead of starting one, so the searcher finds them
+//!    unstarted (searching ends as soon as the searcher steals or parks). While only a lighter
+//!    worker (smaller load) is about, it does the same up to [`MAX_STARTS_PUT_OFF`] preemptions
+//!    in a row: the lighter worker is meanwhile preempted and steals (2), and tasks here wait
+//!    no more than that many quanta for want of a thief. (Once would do if every worker were
+//!    preempted once a quantum; but a fresh poll's first preemption comes from the monitor,
+//!    later when it is calm, and a worker's thread may be off its core for milliseconds.)
+//! 2. If no task waits here, it steals half of the local queue of a heavier worker.
+//!
+//! A task in the LIFO slot is not held back (it goes first anyway). Four hogs spawned onto two
+//! workers that were idle ended three and one (or four and none) in 6 of 40 runs at 1 ms and
+//! 15 of 40 at 100 µs without this, and 0 and 1 with (BENCHMARKS.md, "How hogs spread").
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
@@ -48,9 +71,13 @@ use super::{
 };
 use crate::coroutine::stack::StackPool;
 use crate::coroutine::{self, Exit, Generator, Header, Kind, Resume, Suspend};
-use crate::preempt::{NoPreemptGuard, Spotter, WorkerSlot};
+use crate::preempt::{NoPreemptGuard, Preemption, Spotter, WorkerSlot};
 use crate::runtime::context::{self, TaskRef};
 use crate::task::{Runnable, TaskKind};
+
+/// How many preemptions in a row may put off starting a task for a lighter worker ("Spreading
+/// started work", rule 1).
+const MAX_STARTS_PUT_OFF: u32 = 4;
 
 /// What a worker runs next. Two words, so that it is passed in registers: the hot path moves
 /// one per poll, and the rare switched case is boxed.
@@ -94,6 +121,9 @@ pub(crate) struct Core {
     until_pinned_turn: u32,
     /// Whether the LIFO slot has already put off the turn that is due (`next_work`).
     turn_put_off: bool,
+    /// How many preemptions in a row put off starting a task for a lighter worker ("Spreading
+    /// started work", rule 1: at most [`MAX_STARTS_PUT_OFF`]).
+    starts_put_off: u32,
     /// Polls left before the deferred tasks must go back to the local queue (as above).
     until_deferred_flush: u32,
     /// Polls left before the next look at the drivers (as above).
@@ -117,6 +147,7 @@ impl Core {
             until_global_check: 0,
             until_pinned_turn: PINNED_INTERVAL,
             turn_put_off: false,
+            starts_put_off: 0,
             until_deferred_flush: DEFERRED_INTERVAL,
             until_maintenance: MAINTENANCE_INTERVAL,
             is_searching: false,
@@ -270,6 +301,20 @@ impl Core {
             }
         }
         self.pop_injector_batch(shared)
+    }
+
+    /// Rule 2 of "Spreading started work": half of `victim`'s local queue into ours, to be
+    /// started next.
+    fn steal_into_local(&mut self, shared: &Shared, victim: usize) {
+        loop {
+            match shared.remotes[victim]
+                .stealer
+                .steal(&self.local, |available| available - available / 2)
+            {
+                Ok(_) | Err(st3::StealError::Empty) => return,
+                Err(st3::StealError::Busy) => std::hint::spin_loop(),
+            }
+        }
     }
 
     fn steal_from(&mut self, shared: &Shared, victim: usize) -> Option<Runnable> {
@@ -443,6 +488,45 @@ impl WorkerContext {
         })
     }
 
+    /// "Spreading started work" (module doc), after a preemption.
+    fn spread_started_work(&self, preemption: &Preemption) {
+        let shared = &*self.shared;
+        let mut core = self.core();
+        let me = core.index;
+        // Nothing of ours runs now: the poll just preempted waits with the others.
+        let load = preemption.slot(me).preempted_waiting();
+        let others = || {
+            (0..shared.remotes.len())
+                .filter(move |&other| other != me)
+                .map(|other| {
+                    let slot = preemption.slot(other);
+                    (
+                        other,
+                        slot.preempted_waiting() + u64::from(slot.running_poll().is_some()),
+                    )
+                })
+        };
+        if !core.local.is_empty() || !shared.injector.is_empty() {
+            shared.notify_parked();
+            let searched = shared.idle.num_searching() > 0;
+            let lighter = core.starts_put_off < MAX_STARTS_PUT_OFF
+                && others().any(|(_, theirs)| theirs < load);
+            core.starts_put_off = if searched || !lighter {
+                0
+            } else {
+                core.starts_put_off + 1
+            };
+            if searched || lighter {
+                core.until_pinned_turn = 0;
+            }
+        } else if let Some((heavier, _)) = others()
+            .filter(|&(_, theirs)| theirs > load)
+            .max_by_key(|&(_, theirs)| theirs)
+        {
+            core.steal_into_local(shared, heavier);
+        }
+    }
+
     /// The worker loop (module doc), on the worker generator `generator` (`None`: on the
     /// thread's own stack). Returns `Detached` if that generator was taken over by a switched
     /// poll, as soon as that poll ends.
@@ -452,14 +536,9 @@ impl WorkerContext {
                 !generator.is_some_and(Header::is_detached),
                 "maniac: a worker loop went on on a generator a switched poll had taken over"
             );
-            // After a preemption, tasks left in the local queue are about to be started here, one
-            // a quantum, and then pinned here for good (a preempted poll resumes on its own
-            // thread): an idle worker is woken to steal them first. (Four hogs spawned onto two
-            // workers at 1 ms ended three or four on one worker in 4 of 16 runs without this; 0
-            // with.)
             let preempted = self.slot().is_some_and(WorkerSlot::take_preempted);
-            if preempted && !self.core().local.is_empty() {
-                self.shared.notify_parked();
+            if preempted && let Some(preemption) = &self.shared.preemption {
+                self.spread_started_work(preemption);
             }
             // No borrow of the core across the drivers' wake-ups, which schedule onto it. After a
             // preemption at once: when every poll is long, timers must not wait 61 of them.
