@@ -50,8 +50,8 @@
 //! 2. If no task waits here, it steals half of the local queue of a heavier worker.
 //!
 //! A task in the LIFO slot is not held back (it goes first anyway). Four hogs spawned onto two
-//! workers that were idle ended three and one (or four and none) in 6 of 40 runs at 1 ms and
-//! 15 of 40 at 100 µs without this, and 0 and 1 with (BENCHMARKS.md, "How hogs spread").
+//! workers that were idle ended three and one (or four and none) in 5–6 of 40 runs at 1 ms and
+//! 10–15 of 40 at 100 µs without this, and 0 and 1–3 with (BENCHMARKS.md, "How hogs spread").
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
