@@ -187,8 +187,9 @@ pub(crate) struct WorkerSlot {
     requested: AtomicU64,
     /// Whether the worker is parked (the monitor sleeps when every worker is).
     parked: AtomicBool,
-    /// Set when a poll of this worker was preempted; the worker loop takes it and looks at its
-    /// drivers at once (timers must not wait for the next maintenance when every poll is long).
+    /// Set when a poll of this worker was preempted; the worker takes it where the poll is
+    /// switched out and looks at its drivers at once (timers must not wait for the next
+    /// maintenance when every poll is long; `scheduler::worker`, "After a preemption").
     preempted: AtomicBool,
     /// The sequence number of the poll that follows the last preemption, [`NO_PREEMPTION`] if
     /// none (or the worker parked since) (module doc).
@@ -721,8 +722,8 @@ impl WorkerSlot {
         self.preempted_waiting.load(Ordering::Relaxed)
     }
 
-    /// For the worker loop: whether a poll was preempted since the last call. Owner thread only
-    /// (the flag is set by this thread's signal handler).
+    /// For the worker, where a poll is switched out: whether a poll was preempted since the last
+    /// call. Owner thread only (the flag is set by this thread's signal handler).
     #[inline]
     pub(crate) fn take_preempted(&self) -> bool {
         self.preempted.load(Ordering::Relaxed) && self.preempted.swap(false, Ordering::Relaxed)

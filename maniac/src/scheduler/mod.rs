@@ -86,7 +86,7 @@ pub(crate) use block_on::block_on;
 use idle::Idle;
 use park::Parker;
 use worker::Core;
-pub(crate) use worker::{current_worker_index, schedule_task};
+pub(crate) use worker::{current_worker_index, poll_switched_out, schedule_task};
 
 use crate::blocking::BlockingPool;
 use crate::coroutine::Generator;

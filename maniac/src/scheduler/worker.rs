@@ -19,6 +19,15 @@
 //! ends, the old loop frames under it see that their generator is detached and return at once,
 //! so the generator finishes and its stack goes back to the pool.
 //!
+//! ## After a preemption
+//! The loop learns of a preemption where the preempted poll's generator suspends: the
+//! dispatcher, a resumed switched generator that is switched out again, or a Poll-mode task's
+//! own generator ([`poll_switched_out`]). There it takes the slot's flag (set by the signal
+//! handler) and makes the drivers due, so that before the next poll the loop spreads started
+//! work (below) and looks at the drivers (when every poll is long, timers must not wait 61 of
+//! them). So the loop itself pays nothing per iteration for it: the maintenance countdown it
+//! tests anyway carries the news.
+//!
 //! ## The pinned queue
 //! `Core::pinned` holds what must run on this thread: switched worker generators (pushed by the
 //! dispatcher) and tasks whose own generator is suspended half-way (pushed by [`schedule`] when
@@ -128,6 +137,8 @@ pub(crate) struct Core {
     until_deferred_flush: u32,
     /// Polls left before the next look at the drivers (as above).
     until_maintenance: u32,
+    /// Whether a poll was preempted since the last maintenance ("After a preemption").
+    preempted: bool,
     /// Whether this worker is counted in the idle protocol's `num_searching`.
     is_searching: bool,
     /// Whether a wake-up on this thread may use the LIFO slot (off while a current-thread
@@ -150,6 +161,7 @@ impl Core {
             starts_put_off: 0,
             until_deferred_flush: DEFERRED_INTERVAL,
             until_maintenance: MAINTENANCE_INTERVAL,
+            preempted: false,
             is_searching: false,
             lifo_enabled: true,
             rng: FastRand::new(index as u64),
@@ -488,6 +500,16 @@ impl WorkerContext {
         })
     }
 
+    /// "After a preemption" (module doc): a poll of this worker was switched out; if a
+    /// preemption did it, the loop's next iteration spreads started work and maintains.
+    fn note_switched_out(&self) {
+        if self.slot().is_some_and(WorkerSlot::take_preempted) {
+            let mut core = self.core();
+            core.preempted = true;
+            core.until_maintenance = 0;
+        }
+    }
+
     /// "Spreading started work" (module doc), after a preemption.
     fn spread_started_work(&self, preemption: &Preemption) {
         let shared = &*self.shared;
@@ -536,14 +558,13 @@ impl WorkerContext {
                 !generator.is_some_and(Header::is_detached),
                 "maniac: a worker loop went on on a generator a switched poll had taken over"
             );
-            let preempted = self.slot().is_some_and(WorkerSlot::take_preempted);
-            if preempted && let Some(preemption) = &self.shared.preemption {
-                self.spread_started_work(preemption);
-            }
-            // No borrow of the core across the drivers' wake-ups, which schedule onto it. After a
-            // preemption at once: when every poll is long, timers must not wait 61 of them.
-            let maintenance_due = self.core().maintenance_due() || preempted;
+            // No borrow of the core across the drivers' wake-ups, which schedule onto it.
+            let maintenance_due = self.core().maintenance_due();
             if maintenance_due {
+                let preempted = std::mem::take(&mut self.core().preempted);
+                if preempted && let Some(preemption) = &self.shared.preemption {
+                    self.spread_started_work(preemption);
+                }
                 self.maintain();
             }
             match self.find_work() {
@@ -644,6 +665,7 @@ impl WorkerContext {
             // Switched again before the poll ended: back in line.
             CoroutineResult::Yield(Suspend::Switched) => {
                 self.core().pinned.push_back(Work::Switched(switched));
+                self.note_switched_out();
             }
             other => unreachable!("maniac: a switched generator resumed into {other:?}"),
         }
@@ -736,6 +758,7 @@ impl WorkerContext {
                         .expect("maniac: a poll was switched out without a current task");
                     let switched = Box::new(Switched { generator, task });
                     self.core().pinned.push_back(Work::Switched(switched));
+                    self.note_switched_out();
                 }
                 CoroutineResult::Return(Exit::Stopped) => {
                     self.stacks.borrow_mut().give_back(generator.into_stack());
@@ -850,6 +873,17 @@ pub(super) fn schedule(task: Runnable, yielded: bool) {
             Some(worker) => shared.remotes[worker].push_pinned_inbox(task),
         }
     }
+}
+
+/// A Poll-mode task's own generator was switched out on this thread, a worker of `shared`
+/// ("After a preemption").
+pub(crate) fn poll_switched_out(shared: &Shared) {
+    let _hold = NoPreemptGuard::new();
+    with_current(|cx| {
+        if let Some(cx) = cx.filter(|cx| ptr::eq(Arc::as_ptr(&cx.shared), shared)) {
+            cx.note_switched_out();
+        }
+    });
 }
 
 /// The index of the worker of `shared` running on this thread, if any.

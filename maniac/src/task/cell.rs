@@ -312,6 +312,7 @@ where
             }
             Polled::Switched => {
                 self.meta.set_affinity(Some(self.current_worker()));
+                scheduler::poll_switched_out(&self.meta.scheduler);
                 // Runnable at once, on this worker only.
                 cx.waker().wake_by_ref();
                 Poll::Pending
