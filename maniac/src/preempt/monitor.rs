@@ -1473,4 +1473,119 @@ mod tests {
         assert!(!shared.slots[2].sight(during, t + after, after));
         assert_eq!(spotter.next, 3);
     }
+
+    /// The voluntary context switches of thread `tid` of this process so far: each of the
+    /// monitor's sleeps is one.
+    fn voluntary_switches(tid: libc::pid_t) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+            .expect("cannot read the monitor thread's status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|count| count.trim().parse().ok())
+            .expect("no voluntary_ctxt_switches in /proc status")
+    }
+
+    /// Rule 3 through the monitor's own loop (`run`, on a thread of its own): beside a worker
+    /// timed by its own timer, a parked worker costs no periodic looks (the monitor wakes only
+    /// for the backup looks, every eight quanta, not every quantum), and when it unparks it
+    /// wakes the monitor, which then times its poll at once instead of after the backup.
+    #[test]
+    fn the_monitor_loop_sleeps_past_a_parked_worker_until_it_unparks() {
+        const QUANTUM: Duration = Duration::from_millis(10);
+        const PHASE: Duration = Duration::from_millis(400);
+        // The handler, as a runtime installs it: it also records the process id the monitor's
+        // `tgkill` needs.
+        crate::preempt::signal::install(libc::SIGURG).expect("cannot install the handler");
+        let shared = Arc::new(monitor(2, QUANTUM, Instant::now()));
+        let (timed, parked) = (&shared.slots[0], &shared.slots[1]);
+        // Worker 0: a poll its own timer covers, heard from every millisecond (this thread
+        // stands in for its handler; the timer's one signal, a quantum after the arming, finds
+        // no slot on this thread, and the handler passes it to SIGURG's earlier action, which
+        // ignores it).
+        timed.create_own_timer(libc::SIGURG).expect("no timer");
+        let covered = preempt_one_poll(timed);
+        assert!(timed.own_timer_covers(covered));
+        // Worker 1: parked, on a thread that blocks SIGURG, so that a request the monitor signals
+        // stays pending where the test can see it.
+        parked.set_parked(true);
+        let (attached_tx, attached_rx) = std::sync::mpsc::channel();
+        let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
+        let target = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                // SAFETY: a zeroed sigset is filled by sigemptyset; blocking a signal on this
+                // thread has no other effect.
+                unsafe {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGURG);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
+                }
+                shared.slots[1].attach_current_thread();
+                attached_tx.send(()).unwrap();
+                let _ = finish_rx.recv();
+                shared.slots[1].detach_current_thread();
+            })
+        };
+        attached_rx.recv().unwrap();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let monitor_thread = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                tid_tx.send(unsafe { libc::gettid() }).unwrap();
+                shared.run();
+            })
+        };
+        let tid = tid_rx.recv().unwrap();
+        let hear_from_the_timer_until = |end: Instant| {
+            while Instant::now() < end {
+                timed.count_own_timer_signal();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        // Settle (the first looks), then count the sleeps over 40 quanta.
+        hear_from_the_timer_until(Instant::now() + QUANTUM * 2);
+        let before = voluntary_switches(tid);
+        hear_from_the_timer_until(Instant::now() + PHASE);
+        let sleeps = voluntary_switches(tid) - before;
+        // About 5 backup looks; a look every quantum would be 40.
+        assert!(
+            sleeps < 20,
+            "the monitor woke {sleeps} times in {PHASE:?} beside a parked worker and a worker \
+             its own timer times (quantum {QUANTUM:?})"
+        );
+        // Worker 1 unparks and begins a long poll: the monitor asks for it about a quantum
+        // later (two, if its first look comes before the poll), not after the next backup look.
+        let unparked = Instant::now();
+        shared.worker_unparked(parked);
+        parked.begin_poll();
+        let long_poll = parked.running_poll().unwrap();
+        let asked = loop {
+            timed.count_own_timer_signal();
+            if let Some(request) = parked.take_request() {
+                break request;
+            }
+            assert!(
+                unparked.elapsed() < Duration::from_secs(10),
+                "the monitor never asked for the unparked worker's poll"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        let after = unparked.elapsed();
+        assert!(asked.current, "the request was not for poll {long_poll}");
+        assert!(
+            after >= QUANTUM && after < own_timer_backup_after(QUANTUM) * 3 / 4,
+            "asked {after:?} after the worker unparked (quantum {QUANTUM:?}, backup looks every \
+             {:?})",
+            own_timer_backup_after(QUANTUM)
+        );
+        shared.stop.store(true, Ordering::SeqCst);
+        shared.wake.wake();
+        monitor_thread.join().unwrap();
+        finish_tx.send(()).unwrap();
+        target.join().unwrap();
+        timed.delete_own_timer();
+    }
 }
