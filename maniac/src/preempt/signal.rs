@@ -213,3 +213,98 @@ unsafe fn preempt_if_safe(
     slot.count_preemption(point == safepoint::SafePoint::LockWait, by_own_timer);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU32;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::preempt::monitor::MonitorWake;
+    use crate::time::TickGrid;
+
+    /// No runtime of this test binary uses it, so the earlier action below is this test's.
+    const SIGNAL: libc::c_int = libc::SIGUSR2;
+
+    static EARLIER_ACTION_RUNS: AtomicU32 = AtomicU32::new(0);
+
+    extern "C" fn earlier_action(_signal: libc::c_int) {
+        EARLIER_ACTION_RUNS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The monitor's `tgkill` to the calling thread, as `MonitorShared::signal` sends it.
+    fn request_signal() {
+        // SAFETY: tgkill only sends a signal, here to this very thread, which handles it.
+        let sent = unsafe { libc::syscall(libc::SYS_tgkill, process_id(), libc::gettid(), SIGNAL) };
+        assert_eq!(sent, 0, "tgkill: {}", io::Error::last_os_error());
+    }
+
+    /// Rule 2, `slot` module doc ("own_timer"): when the own timer's signal takes a request
+    /// whose `tgkill` the monitor has not yet returned from, that `tgkill`'s signal, which then
+    /// finds no request, is still ours (`request_absorbed`), not passed on to the action
+    /// installed before ours; one that finds neither is passed on. Real signals, on a thread
+    /// attached to a slot as a worker is, with the interleaving forced: the request claimed,
+    /// the timer's signal handled, then the `tgkill`.
+    #[test]
+    fn a_request_signal_whose_request_the_own_timer_took_is_not_passed_on() {
+        // SAFETY: a plain handler that only counts, installed before ours (which then forwards
+        // to it); no other code of this binary uses this signal.
+        let earlier = unsafe {
+            libc::signal(
+                SIGNAL,
+                earlier_action as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+        assert_ne!(earlier, libc::SIG_ERR);
+        install(SIGNAL).expect("cannot install the handler");
+        let quantum = Duration::from_millis(1);
+        let slot = WorkerSlot::new(
+            quantum,
+            TickGrid::new(Instant::now()),
+            Arc::new(MonitorWake::default()),
+        );
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _attached = attach(&slot, SIGNAL);
+                request_signal();
+                assert_eq!(
+                    EARLIER_ACTION_RUNS.load(Ordering::SeqCst),
+                    1,
+                    "a signal of ours with no request pending was not passed on"
+                );
+                // A poll right after a preemption: the own timer times it, and fires a quantum
+                // after it began (its preemption is then deferred: this thread runs no task).
+                slot.begin_poll();
+                slot.note_preemption();
+                slot.end_poll();
+                slot.begin_poll();
+                let poll = slot.running_poll().unwrap();
+                assert!(
+                    slot.own_timer_covers(poll),
+                    "the own timer does not time it"
+                );
+                // The monitor claims a request and is about to send its signal ...
+                assert!(slot.request(poll));
+                // ... when the timer fires and its signal takes the request.
+                let heard = slot.own_timer_signals();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while slot.own_timer_signals() == heard {
+                    assert!(Instant::now() < deadline, "the own timer never fired");
+                    std::hint::spin_loop();
+                }
+                assert!(slot.take_request().is_none(), "the timer left the request");
+                // The monitor's signal arrives.
+                request_signal();
+                slot.request_sent();
+                assert_eq!(
+                    EARLIER_ACTION_RUNS.load(Ordering::SeqCst),
+                    1,
+                    "the signal of a request the own timer took was passed on"
+                );
+                slot.end_poll();
+                slot.set_parked(true);
+            });
+        });
+    }
+}
