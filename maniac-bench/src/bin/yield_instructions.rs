@@ -27,43 +27,42 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let (tx, rx) = mpsc::sync_channel(TASKS);
-    let spawn_all: Box<dyn Fn()> = match contender.as_str() {
-        "maniac_on" | "maniac_off" => {
-            let runtime = maniac::runtime::Builder::new_multi_thread()
+    // One iteration's spawns on `$runtime`, every task yielding with `$yield_now`: the same code
+    // for both runtimes, as in the suite.
+    macro_rules! spawner {
+        ($runtime:expr, $yield_now:path) => {{
+            let runtime = $runtime;
+            let spawn_all: Box<dyn Fn()> = Box::new(move || {
+                for _ in 0..TASKS {
+                    let tx = tx.clone();
+                    drop(runtime.spawn(async move {
+                        for _ in 0..YIELDS {
+                            $yield_now().await;
+                        }
+                        tx.send(()).unwrap();
+                    }));
+                }
+            });
+            spawn_all
+        }};
+    }
+    let spawn_all = match contender.as_str() {
+        "maniac_on" | "maniac_off" => spawner!(
+            maniac::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .preemption(contender == "maniac_on")
                 .preemption_quantum(Duration::from_millis(100))
                 .build()
-                .expect("cannot build the maniac runtime");
-            Box::new(move || {
-                for _ in 0..TASKS {
-                    let tx = tx.clone();
-                    drop(runtime.spawn(async move {
-                        for _ in 0..YIELDS {
-                            maniac::task::yield_now().await;
-                        }
-                        tx.send(()).unwrap();
-                    }));
-                }
-            })
-        }
-        "tokio" => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .expect("cannot build the maniac runtime"),
+            maniac::task::yield_now
+        ),
+        "tokio" => spawner!(
+            tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .build()
-                .expect("cannot build the tokio runtime");
-            Box::new(move || {
-                for _ in 0..TASKS {
-                    let tx = tx.clone();
-                    drop(runtime.spawn(async move {
-                        for _ in 0..YIELDS {
-                            tokio::task::yield_now().await;
-                        }
-                        tx.send(()).unwrap();
-                    }));
-                }
-            })
-        }
+                .expect("cannot build the tokio runtime"),
+            tokio::task::yield_now
+        ),
         other => {
             eprintln!("yield_instructions: unknown contender {other:?}");
             return ExitCode::from(2);
