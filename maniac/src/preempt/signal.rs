@@ -224,57 +224,65 @@ mod tests {
     use crate::preempt::monitor::MonitorWake;
     use crate::time::TickGrid;
 
-    /// No runtime of this test binary uses it, so the earlier action below is this test's.
-    const SIGNAL: libc::c_int = libc::SIGUSR2;
+    /// How often the action installed before ours ran, by signal number.
+    static EARLIER_ACTION_RUNS: [AtomicU32; 65] = [const { AtomicU32::new(0) }; 65];
 
-    static EARLIER_ACTION_RUNS: AtomicU32 = AtomicU32::new(0);
+    extern "C" fn earlier_action(signal: libc::c_int) {
+        EARLIER_ACTION_RUNS[signal as usize].fetch_add(1, Ordering::SeqCst);
+    }
 
-    extern "C" fn earlier_action(_signal: libc::c_int) {
-        EARLIER_ACTION_RUNS.fetch_add(1, Ordering::SeqCst);
+    fn earlier_action_runs(signal: libc::c_int) -> u32 {
+        EARLIER_ACTION_RUNS[signal as usize].load(Ordering::SeqCst)
     }
 
     /// The monitor's `tgkill` to the calling thread, as `MonitorShared::signal` sends it.
-    fn request_signal() {
+    fn request_signal(signal: libc::c_int) {
         // SAFETY: tgkill only sends a signal, here to this very thread, which handles it.
-        let sent = unsafe { libc::syscall(libc::SYS_tgkill, process_id(), libc::gettid(), SIGNAL) };
+        let sent = unsafe { libc::syscall(libc::SYS_tgkill, process_id(), libc::gettid(), signal) };
         assert_eq!(sent, 0, "tgkill: {}", io::Error::last_os_error());
     }
 
-    /// Rule 2, `slot` module doc ("own_timer"): when the own timer's signal takes a request
-    /// whose `tgkill` the monitor has not yet returned from, that `tgkill`'s signal, which then
-    /// finds no request, is still ours (`request_absorbed`), not passed on to the action
-    /// installed before ours; one that finds neither is passed on. Real signals, on a thread
-    /// attached to a slot as a worker is, with the interleaving forced: the request claimed,
-    /// the timer's signal handled, then the `tgkill`.
-    #[test]
-    fn a_request_signal_whose_request_the_own_timer_took_is_not_passed_on() {
+    /// Blocks (`how` = `SIG_BLOCK`) or unblocks (`SIG_UNBLOCK`) `signal` on this thread.
+    fn mask(how: libc::c_int, signal: libc::c_int) {
+        // SAFETY: a zeroed sigset is filled by sigemptyset; the mask is this thread's own.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            assert_eq!(libc::pthread_sigmask(how, &set, ptr::null_mut()), 0);
+        }
+    }
+
+    /// Runs `race` on a thread attached to a slot as a worker is, with `signal` (which no other
+    /// code of this binary may use) handled by ours and, before ours, by a counting action, and
+    /// with a poll running that its own timer times (a poll right after a preemption: the timer
+    /// fires a quantum after it began, and its preemption is then deferred, as this thread runs
+    /// no task). Checks first that a signal of ours that finds no request is passed on.
+    fn race_the_own_timer(signal: libc::c_int, race: impl FnOnce(&WorkerSlot, u64) + Send) {
         // SAFETY: a plain handler that only counts, installed before ours (which then forwards
         // to it); no other code of this binary uses this signal.
         let earlier = unsafe {
             libc::signal(
-                SIGNAL,
+                signal,
                 earlier_action as extern "C" fn(libc::c_int) as libc::sighandler_t,
             )
         };
         assert_ne!(earlier, libc::SIG_ERR);
-        install(SIGNAL).expect("cannot install the handler");
-        let quantum = Duration::from_millis(1);
+        install(signal).expect("cannot install the handler");
         let slot = WorkerSlot::new(
-            quantum,
+            Duration::from_millis(1),
             TickGrid::new(Instant::now()),
             Arc::new(MonitorWake::default()),
         );
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                let _attached = attach(&slot, SIGNAL);
-                request_signal();
+                let _attached = attach(&slot, signal);
+                request_signal(signal);
                 assert_eq!(
-                    EARLIER_ACTION_RUNS.load(Ordering::SeqCst),
+                    earlier_action_runs(signal),
                     1,
                     "a signal of ours with no request pending was not passed on"
                 );
-                // A poll right after a preemption: the own timer times it, and fires a quantum
-                // after it began (its preemption is then deferred: this thread runs no task).
                 slot.begin_poll();
                 slot.note_preemption();
                 slot.end_poll();
@@ -284,27 +292,76 @@ mod tests {
                     slot.own_timer_covers(poll),
                     "the own timer does not time it"
                 );
-                // The monitor claims a request and is about to send its signal ...
-                assert!(slot.request(poll));
-                // ... when the timer fires and its signal takes the request.
-                let heard = slot.own_timer_signals();
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while slot.own_timer_signals() == heard {
-                    assert!(Instant::now() < deadline, "the own timer never fired");
-                    std::hint::spin_loop();
-                }
-                assert!(slot.take_request().is_none(), "the timer left the request");
-                // The monitor's signal arrives.
-                request_signal();
-                slot.request_sent();
-                assert_eq!(
-                    EARLIER_ACTION_RUNS.load(Ordering::SeqCst),
-                    1,
-                    "the signal of a request the own timer took was passed on"
-                );
+                race(&slot, poll);
                 slot.end_poll();
                 slot.set_parked(true);
             });
+        });
+    }
+
+    /// Rule 2, `slot` module doc ("own_timer"): when the own timer's signal takes a request
+    /// whose `tgkill` the monitor has not yet returned from (`SENDING`), that `tgkill`'s
+    /// signal, which then finds no request, is still ours (`request_absorbed`), not passed on
+    /// to the action installed before ours. Real signals, with the interleaving forced: the
+    /// request claimed, the timer's signal handled, then the `tgkill`.
+    #[test]
+    fn a_request_signal_whose_request_the_own_timer_took_is_not_passed_on() {
+        const SIGNAL: libc::c_int = libc::SIGUSR2;
+        race_the_own_timer(SIGNAL, |slot, poll| {
+            // The monitor claims a request and is about to send its signal ...
+            assert!(slot.request(poll));
+            // ... when the timer fires and its signal takes the request.
+            let heard = slot.own_timer_signals();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while slot.own_timer_signals() == heard {
+                assert!(Instant::now() < deadline, "the own timer never fired");
+                std::hint::spin_loop();
+            }
+            assert!(slot.take_request().is_none(), "the timer left the request");
+            // The monitor's signal arrives.
+            request_signal(SIGNAL);
+            slot.request_sent();
+            assert_eq!(
+                earlier_action_runs(SIGNAL),
+                1,
+                "the signal of a request the own timer took was passed on"
+            );
+        });
+    }
+
+    /// As above, with the `tgkill` already sent (the monitor has returned from it) but still
+    /// pending when the timer's signal is handled, as when it arrives while the timer's handler
+    /// runs: the handler sees it pending. A real-time signal, so that the kernel queues both
+    /// instances, in the order they were sent, while the thread blocks them (of a standard
+    /// signal it would keep one), and the timer's is handled first.
+    #[test]
+    fn a_request_signal_pending_while_the_own_timer_takes_its_request_is_not_passed_on() {
+        let signal = libc::SIGRTMAX() - 1;
+        race_the_own_timer(signal, |slot, poll| {
+            mask(libc::SIG_BLOCK, signal);
+            // The timer fires: its signal waits in the queue.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !is_pending(signal) {
+                assert!(Instant::now() < deadline, "the own timer never fired");
+                std::hint::spin_loop();
+            }
+            // The monitor claims a request and sends its signal, which queues behind.
+            assert!(slot.request(poll));
+            request_signal(signal);
+            slot.request_sent();
+            let heard = slot.own_timer_signals();
+            mask(libc::SIG_UNBLOCK, signal);
+            assert!(
+                slot.own_timer_signals() > heard,
+                "the timer's signal was not handled"
+            );
+            assert!(slot.take_request().is_none(), "the timer left the request");
+            assert!(!is_pending(signal), "the request's signal was not handled");
+            assert_eq!(
+                earlier_action_runs(signal),
+                1,
+                "the signal of a request the own timer took was passed on"
+            );
         });
     }
 }
