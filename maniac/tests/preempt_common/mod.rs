@@ -1,7 +1,7 @@
 #![cfg(all(not(loom), target_os = "linux"))]
 //! Helpers shared by the `preempt_*` tests: runtimes with a quantum, the skip on unsupported
 //! machines, CPU hogs that never reach an `.await`, a ticker that measures how late its sleeps
-//! end, and the preemption figures summed over the workers.
+//! end, a watch for the machine's own stalls, and the preemption figures summed over the workers.
 //!
 //! A hog here is plain Rust arithmetic in the test executable, written without calls even in a
 //! debug build (never libc, never a lock, never a `core` helper: see [`opaque`]), so that nearly
@@ -172,6 +172,8 @@ pub struct Lateness {
     /// ticker then runs on that thread before and after every sleep, and the thread is off the
     /// CPU only when the OS runs something else.
     pub off_cpu: Vec<Duration>,
+    /// When each sleep ended.
+    pub ended: Vec<Instant>,
 }
 
 fn percentile_of(values: &[Duration], p: usize) -> Duration {
@@ -216,20 +218,125 @@ impl Lateness {
         self.own_late().into_iter().max().unwrap_or_default()
     }
 
+    /// Records a sleep that ended at `ended`, `late` after it was due.
+    pub fn push(&mut self, late: Duration, ended: Instant) {
+        self.late.push(late);
+        self.ended.push(ended);
+    }
+
+    /// The latest a sleep ended, not counting the part of its lateness in which the machine
+    /// stalled (`stalls`): what the runtime, not the host, made it wait.
+    pub fn max_beside(&self, stalls: &Stalls) -> Duration {
+        self.late
+            .iter()
+            .zip(&self.ended)
+            .map(|(&late, &ended)| late.saturating_sub(stalls.overlap(ended - late, ended)))
+            .max()
+            .unwrap_or_default()
+    }
+
     pub fn summary(&self) -> String {
-        let own = self.own_late();
-        format!(
-            "{} ticks, lateness p50 {:?} p90 {:?} p99 {:?} max {:?}; without the time off the CPU: \
-             p50 {:?} p99 {:?} max {:?}",
+        let mut summary = format!(
+            "{} ticks, lateness p50 {:?} p90 {:?} p99 {:?} max {:?}",
             self.ticks(),
             self.percentile(50),
             self.percentile(90),
             self.percentile(99),
             self.max(),
-            percentile_of(&own, 50),
-            percentile_of(&own, 99),
-            self.own_max(),
-        )
+        );
+        if !self.off_cpu.is_empty() {
+            let own = self.own_late();
+            summary += &format!(
+                "; without the time off the CPU: p50 {:?} p99 {:?} max {:?}",
+                percentile_of(&own, 50),
+                percentile_of(&own, 99),
+                self.own_max(),
+            );
+        }
+        summary
+    }
+}
+
+/// How much later than asked the stall watch's sleep must end to count as a stall of the machine:
+/// more than an ordinary thread waits for a core beside busy workers (a few ms), far less than
+/// the stalls it is for (the host pausing the whole VM for seconds).
+pub const STALL_AFTER: Duration = Duration::from_millis(20);
+
+/// A stretch of time in which a plain thread outside the runtime could not run either.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    pub from: Instant,
+    pub to: Instant,
+}
+
+/// The machine's stalls over a stretch of time, as a [`StallWatch`] saw them.
+#[derive(Debug, Clone, Default)]
+pub struct Stalls(pub Vec<Stall>);
+
+impl Stalls {
+    /// How much of `from..to` the machine spent stalled.
+    pub fn overlap(&self, from: Instant, to: Instant) -> Duration {
+        self.0
+            .iter()
+            .map(|stall| {
+                to.min(stall.to)
+                    .saturating_duration_since(from.max(stall.from))
+            })
+            .sum()
+    }
+
+    pub fn summary(&self, since: Instant) -> String {
+        let longest = self.0.iter().map(|stall| stall.to - stall.from).max();
+        match longest {
+            None => format!("no stall of the machine over {STALL_AFTER:?}"),
+            Some(longest) => format!(
+                "{} stalls of the machine over {STALL_AFTER:?}, the longest {longest:?}, at {:?}",
+                self.0.len(),
+                self.0
+                    .iter()
+                    .map(|stall| stall.from - since)
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
+/// A plain thread, outside any runtime, that sleeps 1 ms in a loop and records each sleep that
+/// ends more than [`STALL_AFTER`] late: the times when the whole machine stood still (the host
+/// pausing the VM), which no runtime could have used, as opposed to delays a runtime caused,
+/// which this thread, free to run on any core, does not suffer.
+#[derive(Debug)]
+pub struct StallWatch {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Stalls>,
+}
+
+impl StallWatch {
+    pub fn start() -> StallWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let period = Duration::from_millis(1);
+            let mut stalls = Stalls::default();
+            while !stopped.load(Ordering::Relaxed) {
+                let due = Instant::now() + period;
+                std::thread::sleep(period);
+                let woke = Instant::now();
+                if woke.saturating_duration_since(due) > STALL_AFTER {
+                    stalls.0.push(Stall {
+                        from: due,
+                        to: woke,
+                    });
+                }
+            }
+            stalls
+        });
+        StallWatch { stop, thread }
+    }
+
+    pub fn stop(self) -> Stalls {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the stall watch panicked")
     }
 }
 
@@ -246,7 +353,7 @@ pub async fn ticker(period: Duration, run_for: Duration, ticks: Arc<AtomicU64>) 
             before.elapsed(),
             thread_cpu_time().saturating_sub(cpu_before),
         );
-        lateness.late.push(wall.saturating_sub(period));
+        lateness.push(wall.saturating_sub(period), before + wall);
         lateness.off_cpu.push(wall.saturating_sub(cpu));
         ticks.fetch_add(1, Ordering::Relaxed);
     }
