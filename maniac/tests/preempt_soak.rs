@@ -40,6 +40,9 @@ struct Tally {
     aborts: AtomicU64,
     /// First polls of short tasks that did not run in None mode (counted, see above).
     fresh_polls_off_none: AtomicU64,
+    /// When each panicker that was never preempted (it gives up after 2 s) began and ended:
+    /// at a 100 µs quantum, only the machine's own stalls excuse that.
+    unpreempted_panickers: Mutex<Vec<(Instant, Instant)>>,
     failures: Mutex<Vec<String>>,
 }
 
@@ -216,7 +219,8 @@ fn soak(duration: Duration, test: &'static str) {
                     if run_mode() == Some(RunMode::Switch) {
                         panic!("{EXPECTED} soak round {round}");
                     }
-                    x
+                    std::hint::black_box(x);
+                    (since, Instant::now())
                 });
                 match panicker.await {
                     Err(error) if error.is_panic() => {
@@ -227,8 +231,14 @@ fn soak(duration: Duration, test: &'static str) {
                         }
                         tally.panics.fetch_add(1, Ordering::Relaxed);
                     }
-                    // Never preempted in 2 s: possible on a very loaded machine, not a failure.
-                    Ok(_) => {}
+                    // Never preempted in 2 s: checked against the machine's stalls below.
+                    Ok((began, ended)) => {
+                        tally
+                            .unpreempted_panickers
+                            .lock()
+                            .unwrap()
+                            .push((began, ended));
+                    }
                     Err(error) => tally.fail(format!("the panicker: {error:?}")),
                 }
                 // A task aborted in the middle of a long preempted poll.
@@ -284,6 +294,16 @@ fn soak(duration: Duration, test: &'static str) {
         stalls.summary(started),
         figures(&rt)
     );
+    for &(began, ended) in tally.unpreempted_panickers.lock().unwrap().iter() {
+        let unpreempted = (ended - began).saturating_sub(stalls.overlap(began, ended));
+        assert!(
+            unpreempted <= lateness_bound(quantum),
+            "{test}: a task ran {unpreempted:?} beside the machine's stalls without being \
+             preempted ({}; {})",
+            stalls.summary(started),
+            figures(&rt)
+        );
+    }
     let failures = tally.failures.lock().unwrap();
     assert!(failures.is_empty(), "{test}: {failures:#?}");
     assert!(tally.hog_rounds.load(Ordering::Relaxed) > 0);

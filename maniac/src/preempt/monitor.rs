@@ -32,7 +32,11 @@
 //!    and the signal's own lateness; up to two quanta when it starts unseen and not soon after
 //!    a preemption (the monitor backing off, or every worker timed when it began); when the
 //!    monitor is calm, rule 7. Requests coalesce: no
-//!    second signal while one is pending. A poll its worker's own timer covers (`slot` module
+//!    second signal while one is pending; but a request still pending, unchanged, at two looks
+//!    between which its worker thread ran for a period lost its signal (the kernel drops one
+//!    merged into an own timer's signal that a re-arm voided: `slot` module doc, "requested"),
+//!    and is renewed for the running poll and signalled again ([`WorkerSlot::renew_request`]),
+//!    or coalescing would leave that worker unpreempted for good. A poll its worker's own timer covers (`slot` module
 //!    doc, "own_timer": the timer is timing that worker's polls since a preemption, and this
 //!    poll noted its start) gets no request while that timer is heard from (its signals
 //!    counted in the slot) often enough (`own_timer_backup_after`: two quanta up to 200 µs,
@@ -142,6 +146,10 @@ struct Watch {
     /// a poll it covers, or while it times the worker between polls, has stopped, and the
     /// monitor takes the worker over.
     own_timer_heard: Option<(u64, Instant)>,
+    /// A request found pending in the slot by a look that could not make its own, and the CPU
+    /// time its worker thread had used then (rule 2: still pending once the thread has run for
+    /// a period since, it is renewed).
+    held: Option<(u64, Duration)>,
 }
 
 impl Watch {
@@ -653,7 +661,12 @@ impl MonitorShared {
                 own_timed: false,
             };
         }
-        let requested = slot.request(poll);
+        let requested = if slot.request(poll) {
+            watch.held = None;
+            true
+        } else {
+            Self::renew_lost_request(slot, watch, poll, period)
+        };
         if requested {
             // From the second request for this very poll on, the first was taken and deferred.
             watch.requests += 1;
@@ -674,6 +687,40 @@ impl MonitorShared {
             due: Some(due),
             requested,
             own_timed: false,
+        }
+    }
+
+    /// Rule 2: whether the request pending in `slot`, which kept this look from making its own
+    /// for poll `poll`, was pending unchanged at an earlier look, since which the worker thread
+    /// has run for at least `period`; it is then renewed for `poll`, to be signalled again. A
+    /// thread gets a signal sent to it the moment it next runs (the kernel kicks a running
+    /// thread, and delivers to a scheduled one on its way back to user mode), so one that ran
+    /// a period with the request still pending lost its signal (or blocks it: a renewal then
+    /// merges into the pending one); one kept off the CPU (a worker waiting for a core, a
+    /// vCPU the host took away) has it still to come, and is left alone.
+    fn renew_lost_request(
+        slot: &WorkerSlot,
+        watch: &mut Watch,
+        poll: u64,
+        period: Duration,
+    ) -> bool {
+        let held = slot.pending_request();
+        let Some(ran) = slot.thread_cpu_time() else {
+            watch.held = None;
+            return false;
+        };
+        match watch.held {
+            Some((same, ran_before)) if same == held => {
+                if ran.saturating_sub(ran_before) < period {
+                    return false;
+                }
+                watch.held = None;
+                slot.renew_request(held, poll)
+            }
+            _ => {
+                watch.held = (held != 0).then_some((held, ran));
+                false
+            }
         }
     }
 
@@ -1120,6 +1167,93 @@ mod tests {
         let next = shared.look(0, &mut watches, Instant::now() + QUANTUM * 2, period, false);
         assert!(next.requested);
         assert!(next.due.unwrap() <= Instant::now() + QUANTUM * 2 + period);
+    }
+
+    /// Rule 2: a request still pending, unchanged, at two looks between which its worker thread
+    /// ran for a period has lost its signal (`slot` module doc, "requested": the kernel drops
+    /// one merged into a voided own timer's), and is renewed for the running poll; not while
+    /// the thread is kept off the CPU (its signal is still to come), however long, and not
+    /// one the handler took meanwhile.
+    #[test]
+    fn a_request_pending_while_its_worker_ran_a_period_is_renewed() {
+        // The handler, so that `tgkill` has the process id; on a thread it has no slot for,
+        // it passes SIGURG on to the default action: ignored.
+        crate::preempt::signal::install(libc::SIGURG).expect("cannot install the handler");
+        let shared = monitor(1, QUANTUM, Instant::now());
+        let slot = &shared.slots[0];
+        let period = QUANTUM / 4;
+        let mut watches = watches(1);
+        let (to_worker, orders) = std::sync::mpsc::channel::<bool>();
+        let (to_test, done) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            // Dropped if the test fails, which ends the worker thread.
+            let to_worker = to_worker;
+            // The worker thread: attached (the monitor's signals to it are ignored), off the
+            // CPU until told to run for two periods.
+            scope.spawn(move || {
+                slot.attach_current_thread();
+                to_test.send(()).unwrap();
+                while orders.recv().unwrap() {
+                    let ran = slot.thread_cpu_time().unwrap();
+                    while slot.thread_cpu_time().unwrap() - ran < period * 2 {
+                        std::hint::spin_loop();
+                    }
+                    to_test.send(()).unwrap();
+                }
+                slot.detach_current_thread();
+            });
+            done.recv().unwrap();
+            // A request for an earlier poll whose signal never came (made by hand: a signal of
+            // the monitor's would not be taken, as no handler of ours runs for this slot).
+            slot.begin_poll();
+            let lost = slot.running_poll().unwrap();
+            assert!(slot.request(lost));
+            slot.request_sent();
+            next_poll(slot);
+            // Ahead of the clock: the look takes the later of its `now` and the clock's.
+            let seen = Instant::now() + QUANTUM;
+            shared.look(0, &mut watches, seen, period, false);
+            let first = shared.look(0, &mut watches, seen + QUANTUM, period, false);
+            assert!(!first.requested, "{first:?}");
+            assert_eq!(first.due, Some(seen + QUANTUM + period));
+            // Off the CPU for as long as it takes: its signal is still to come.
+            std::thread::sleep(period * 2);
+            let idle = shared.look(0, &mut watches, seen + QUANTUM * 10, period, false);
+            assert!(!idle.requested, "renewed while its thread was off the CPU");
+            // It runs for two periods with the request still pending: renewed.
+            to_worker.send(true).unwrap();
+            done.recv().unwrap();
+            let renewed = shared.look(0, &mut watches, seen + QUANTUM * 11, period, false);
+            assert!(renewed.requested, "the lost request was not renewed");
+            assert_eq!(slot.stats().requests_renewed(), 1);
+            let taken = slot
+                .take_request()
+                .expect("the renewed request is not pending");
+            assert!(taken.current && taken.renewed, "{taken:?}");
+            // A request the handler takes while its thread runs is not renewed: the next look
+            // makes a request of its own.
+            let next = next_poll(slot);
+            let at = seen + QUANTUM * 20;
+            shared.look(0, &mut watches, at, period, false);
+            assert!(slot.request(next));
+            slot.request_sent();
+            assert!(
+                !shared
+                    .look(0, &mut watches, at + QUANTUM, period, false)
+                    .requested
+            );
+            to_worker.send(true).unwrap();
+            done.recv().unwrap();
+            assert!(slot.take_request().is_some());
+            let fresh = shared.look(0, &mut watches, at + QUANTUM + period, period, false);
+            assert!(fresh.requested);
+            assert_eq!(
+                slot.stats().requests_renewed(),
+                1,
+                "a fresh request counted as renewed"
+            );
+            to_worker.send(false).unwrap();
+        });
     }
 
     /// A preemption that took one request ends the repeating, even when the look after it finds

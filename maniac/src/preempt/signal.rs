@@ -5,8 +5,8 @@
 //!    worker's alternate signal stack, set up with the coroutine machinery) and `SA_RESTART`
 //!    (system calls it interrupts resume by themselves where the kernel can).
 //! 2. A signal is ours only if this process sent it with `tgkill` (`SI_TKILL` from our pid) to a
-//!    worker thread that has a request pending, which the handler takes (or whose request a
-//!    signal of its own timer took, marked `request_absorbed`), or if it is that worker's own
+//!    worker thread that has a request pending, which the handler takes (or whose request
+//!    another signal of ours took, marked `request_absorbed`), or if it is that worker's own
 //!    timer firing (`SI_TIMER` with the slot's address as its value; `slot` module doc,
 //!    "own_timer"), which takes a pending request too. A signal that arrives with its origin
 //!    lost (siginfo all zero but for `SI_USER`: the kernel had no room to queue it, the user's
@@ -132,19 +132,21 @@ extern "C" fn handle_request(
     let origin_lost = code == libc::SI_USER && sender == 0 && user == 0;
     let from_us = (code == libc::SI_TKILL && sender == process_id()) || origin_lost;
     // A `tgkill` sent while the own timer's signal is pending is merged into it: the timer's
-    // signal serves a pending request too (`slot` module doc, "own_timer").
+    // signal serves a pending request too (`slot` module doc, "own_timer"). Another signal of
+    // ours may follow one that takes a request: the request's own, when the own timer's signal
+    // took it, or the second of a renewed request's two (`slot` module doc, "requested"); it is
+    // on its way if the monitor is still sending it or it is pending.
     let ours = slot
         .filter(|_| own_timer || from_us)
         .map(|slot| (slot, slot.take_request()))
-        .filter(|(slot, request)| match (own_timer, request) {
-            (true, Some(taken)) => {
-                if taken.sending || is_pending(signal) {
+        .filter(|(slot, request)| match request {
+            Some(taken) => {
+                if (own_timer || taken.renewed) && (taken.sending || is_pending(signal)) {
                     slot.set_request_absorbed();
                 }
                 true
             }
-            (true, None) | (false, Some(_)) => true,
-            (false, None) => slot.take_request_absorbed(),
+            None => own_timer || slot.take_request_absorbed(),
         });
     let Some((slot, request)) = ours else {
         // SAFETY: our handler for `signal`, with the kernel's arguments.
@@ -254,11 +256,10 @@ mod tests {
     }
 
     /// Runs `race` on a thread attached to a slot as a worker is, with `signal` (which no other
-    /// code of this binary may use) handled by ours and, before ours, by a counting action, and
-    /// with a poll running that its own timer times (a poll right after a preemption: the timer
-    /// fires a quantum after it began, and its preemption is then deferred, as this thread runs
-    /// no task). Checks first that a signal of ours that finds no request is passed on.
-    fn race_the_own_timer(signal: libc::c_int, race: impl FnOnce(&WorkerSlot, u64) + Send) {
+    /// code of this binary may use) handled by ours and, before ours, by a counting action.
+    /// Checks first that a signal of ours that finds no request is passed on. The thread runs
+    /// no task: a preemption the handler would make is deferred.
+    fn on_a_worker_thread(signal: libc::c_int, race: impl FnOnce(&WorkerSlot) + Send) {
         // SAFETY: a plain handler that only counts, installed before ours (which then forwards
         // to it); no other code of this binary uses this signal.
         let earlier = unsafe {
@@ -283,20 +284,26 @@ mod tests {
                     1,
                     "a signal of ours with no request pending was not passed on"
                 );
-                slot.begin_poll();
-                slot.note_preemption();
-                slot.end_poll();
-                slot.begin_poll();
-                let poll = slot.running_poll().unwrap();
-                assert!(
-                    slot.own_timer_covers(poll),
-                    "the own timer does not time it"
-                );
-                race(&slot, poll);
+                race(&slot);
                 slot.end_poll();
                 slot.set_parked(true);
             });
         });
+    }
+
+    /// Begins a poll on `slot` that its own timer times (a poll right after a preemption: the
+    /// timer fires a quantum after it began); returns it.
+    fn begin_own_timed_poll(slot: &WorkerSlot) -> u64 {
+        slot.begin_poll();
+        slot.note_preemption();
+        slot.end_poll();
+        slot.begin_poll();
+        let poll = slot.running_poll().unwrap();
+        assert!(
+            slot.own_timer_covers(poll),
+            "the own timer does not time it"
+        );
+        poll
     }
 
     /// Rule 2, `slot` module doc ("own_timer"): when the own timer's signal takes a request
@@ -307,7 +314,8 @@ mod tests {
     #[test]
     fn a_request_signal_whose_request_the_own_timer_took_is_not_passed_on() {
         const SIGNAL: libc::c_int = libc::SIGUSR2;
-        race_the_own_timer(SIGNAL, |slot, poll| {
+        on_a_worker_thread(SIGNAL, |slot| {
+            let poll = begin_own_timed_poll(slot);
             // The monitor claims a request and is about to send its signal ...
             assert!(slot.request(poll));
             // ... when the timer fires and its signal takes the request.
@@ -337,7 +345,8 @@ mod tests {
     #[test]
     fn a_request_signal_pending_while_the_own_timer_takes_its_request_is_not_passed_on() {
         let signal = libc::SIGRTMAX() - 1;
-        race_the_own_timer(signal, |slot, poll| {
+        on_a_worker_thread(signal, |slot| {
+            let poll = begin_own_timed_poll(slot);
             mask(libc::SIG_BLOCK, signal);
             // The timer fires: its signal waits in the queue.
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -361,6 +370,86 @@ mod tests {
                 earlier_action_runs(signal),
                 1,
                 "the signal of a request the own timer took was passed on"
+            );
+        });
+    }
+
+    /// `slot` module doc ("requested"): the kernel merges a request's `tgkill` into the own
+    /// timer's pending signal, and when the timer is disarmed (here by parking) or re-armed
+    /// before that signal is delivered, drops both (Linux 6.18 does). The request stays
+    /// pending; renewed, as the monitor renews it, it is served by its new signal, as the
+    /// running poll's (not stale), and nothing is passed on to the earlier action.
+    #[test]
+    fn a_request_whose_signal_the_kernel_dropped_is_served_once_renewed() {
+        const SIGNAL: libc::c_int = libc::SIGUSR1;
+        on_a_worker_thread(SIGNAL, |slot| {
+            let poll = begin_own_timed_poll(slot);
+            mask(libc::SIG_BLOCK, SIGNAL);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !is_pending(SIGNAL) {
+                assert!(Instant::now() < deadline, "the own timer never fired");
+                std::hint::spin_loop();
+            }
+            // The monitor's request and its signal, merged into the timer's ...
+            assert!(slot.request(poll));
+            request_signal(SIGNAL);
+            slot.request_sent();
+            // ... which the timer's disarming voids.
+            slot.set_parked(true);
+            slot.set_parked(false);
+            mask(libc::SIG_UNBLOCK, SIGNAL);
+            let held = slot.pending_request();
+            if held == 0 {
+                eprintln!("this kernel delivered the voided timer's signal: no request was lost");
+            } else {
+                assert!(slot.renew_request(held, poll));
+                request_signal(SIGNAL);
+                slot.request_sent();
+            }
+            assert_eq!(slot.pending_request(), 0, "the request was never served");
+            assert_eq!(
+                slot.stats().deferred(DeferReason::Stale),
+                0,
+                "the renewed request was taken for a stale one"
+            );
+            assert_eq!(
+                earlier_action_runs(SIGNAL),
+                1,
+                "a signal of the request was passed on"
+            );
+        });
+    }
+
+    /// `slot` module doc ("requested"): a request renewed while its first signal was only late
+    /// gets two signals; the first takes the renewed request while the monitor is still sending
+    /// the second, and that one, finding no request, is still ours, not passed on.
+    #[test]
+    fn the_second_signal_of_a_renewed_request_is_not_passed_on() {
+        let signal = libc::SIGRTMAX() - 2;
+        on_a_worker_thread(signal, |slot| {
+            slot.begin_poll();
+            let poll = slot.running_poll().unwrap();
+            // The first signal, late: pending while the thread blocks it.
+            mask(libc::SIG_BLOCK, signal);
+            assert!(slot.request(poll));
+            request_signal(signal);
+            slot.request_sent();
+            // The monitor renews the request, and is about to signal again ...
+            let held = slot.pending_request();
+            assert!(slot.renew_request(held, poll));
+            // ... when the first signal arrives and takes it.
+            mask(libc::SIG_UNBLOCK, signal);
+            assert_eq!(
+                slot.pending_request(),
+                0,
+                "the first signal took no request"
+            );
+            request_signal(signal);
+            slot.request_sent();
+            assert_eq!(
+                earlier_action_runs(signal),
+                1,
+                "the renewed request's second signal was passed on"
             );
         });
     }

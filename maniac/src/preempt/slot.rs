@@ -19,6 +19,21 @@
 //! some microseconds to arrive, and the long poll it was for may have ended meanwhile, in which
 //! case the poll it interrupts has only just begun (the request is stale, and dropped).
 //!
+//! The kernel can lose a request's signal: a `tgkill` sent while the worker's own timer's signal
+//! is pending is merged into it (below, "own_timer"), and when that timer is re-armed or
+//! disarmed before its signal is delivered (the handler re-arms it, with the signal blocked,
+//! after a deferral), the kernel drops the timer's signal at delivery, and the request's with
+//! it (seen on Linux 6.18; a test in `signal` shows it: a 600 s soak at 100 µs lost about one
+//! request in a million, and each left its worker unpreempted for the rest of the run).
+//! The request would then stay pending for good, and coalescing would silence the monitor for
+//! that worker. So the monitor renews a request it finds pending, unchanged, at two looks
+//! between which the worker thread ran for a retry period (its CPU time, read through its
+//! CPU-time clock; `monitor` rule 2): it replaces it with one for the running poll, marked
+//! `RENEWED`, and signals again. Should the first signal have been late rather than lost, two
+//! signals of ours come for one request; the handler that takes a renewed request while
+//! another of ours is still being sent or pending marks it (`request_absorbed`, below), so that
+//! the other is not taken for a stranger's.
+//!
 //! ## `follows_preemption`, `started_poll` and `started_at`
 //! When a poll is preempted, the worker (in the trampoline's Switch operation, not in the
 //! handler) notes the sequence number its next poll will have, and sets `poll_state`'s
@@ -118,6 +133,8 @@ const REQUESTED: u64 = 1 << 63;
 /// Marks a request whose `tgkill` the monitor has not yet returned from (module doc,
 /// "own_timer").
 const SENDING: u64 = 1 << 62;
+/// Marks a request the monitor renewed, its first signal lost or late (module doc).
+const RENEWED: u64 = 1 << 61;
 
 /// A request the handler took (`WorkerSlot::take_request`).
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +143,16 @@ pub(crate) struct TakenRequest {
     pub(crate) current: bool,
     /// The monitor had not yet returned from its `tgkill` for it.
     pub(crate) sending: bool,
+    /// The monitor renewed it: its first signal was lost, or is late (module doc).
+    pub(crate) renewed: bool,
+}
+
+/// The worker thread, as the monitor signals it and reads its CPU time.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[derive(Debug, Clone, Copy)]
+struct WorkerThread {
+    id: libc::pid_t,
+    cpu_clock: libc::clockid_t,
 }
 
 /// `timed_poll` when the own timer times no poll: not a sequence number.
@@ -199,11 +226,11 @@ pub(crate) struct WorkerSlot {
     /// When it began, in nanoseconds since `epoch`.
     started_at: AtomicU64,
     epoch: Instant,
-    /// The worker thread's id, for `tgkill`, while it runs. The monitor signals with the lock
-    /// held and the worker clears it (under the lock) before it exits, so no signal is ever sent
-    /// to a thread that is gone (nor to a later thread that reused its id).
+    /// The worker thread, while it runs. The monitor signals it, and reads its CPU time, with
+    /// the lock held, and the worker clears it (under the lock) before it exits, so neither is
+    /// ever done to a thread that is gone (nor to a later thread that reused its id).
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    thread: Mutex<Option<libc::pid_t>>,
+    thread: Mutex<Option<WorkerThread>>,
     /// The worker thread's own timer, its id plus one; zero if it has none (module doc).
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     own_timer: AtomicUsize,
@@ -237,6 +264,8 @@ pub(crate) struct WorkerSlot {
     deferred: [AtomicU64; DeferReason::ALL.len()],
     /// The longest poll the monitor has seen, in nanoseconds.
     longest_poll_ns: AtomicU64,
+    /// Requests the monitor renewed (module doc, "requested").
+    requests_renewed: AtomicU64,
     /// What other workers saw of the running poll (module doc). On a line of its own: the
     /// spotters' lock must not take the line of `poll_state`, which the worker stores to every
     /// poll.
@@ -292,20 +321,46 @@ impl WorkerSlot {
             lock_waits_preempted: AtomicU64::new(0),
             deferred: Default::default(),
             longest_poll_ns: AtomicU64::new(0),
+            requests_renewed: AtomicU64::new(0),
             sighting: CachePadded::new(Mutex::new(None)),
         }
     }
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    fn thread_lock(&self) -> std::sync::MutexGuard<'_, Option<libc::pid_t>> {
+    fn thread_lock(&self) -> std::sync::MutexGuard<'_, Option<WorkerThread>> {
         self.thread.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// On the worker thread, before it runs anything: which thread to signal.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn attach_current_thread(&self) {
-        // SAFETY: gettid has no preconditions.
-        *self.thread_lock() = Some(unsafe { libc::gettid() });
+        let mut cpu_clock: libc::clockid_t = 0;
+        // SAFETY: gettid has no preconditions; pthread_getcpuclockid writes the calling
+        // thread's CPU-time clock into `cpu_clock`, which it only writes.
+        let (id, clock_found) = unsafe {
+            (
+                libc::gettid(),
+                libc::pthread_getcpuclockid(libc::pthread_self(), &mut cpu_clock) == 0,
+            )
+        };
+        assert!(clock_found, "a thread without a CPU-time clock");
+        *self.thread_lock() = Some(WorkerThread { id, cpu_clock });
+    }
+
+    /// For the monitor: the CPU time the worker thread has used so far, if it runs (module
+    /// doc, "requested": a thread that has run since a signal was sent to it has had it).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) fn thread_cpu_time(&self) -> Option<Duration> {
+        let thread = self.thread_lock();
+        let thread = (*thread)?;
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: the thread is alive (it clears `thread` under this lock before it exits, and
+        // the lock is held until the call returns), so its clock is valid; `now` is written.
+        let read = unsafe { libc::clock_gettime(thread.cpu_clock, &mut now) } == 0;
+        read.then(|| Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
     }
 
     /// On the worker thread, before it exits: no more signals.
@@ -485,15 +540,15 @@ impl WorkerSlot {
         self.own_timer_timing() && self.poll_start(poll).is_some()
     }
 
-    /// For the handler: a signal of the own timer took the monitor's pending request, whose
-    /// own signal is still to come (module doc).
+    /// For the handler: a signal took the monitor's pending request while another signal of
+    /// ours for it is still to come (module doc, "requested" and "own_timer").
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn set_request_absorbed(&self) {
         self.request_absorbed.store(true, Ordering::Relaxed);
     }
 
     /// For the handler: whether a request's signal that finds no request pending is one whose
-    /// request an own timer's signal took (then it is ours, not another sender's).
+    /// request another signal of ours took (then it is ours, not another sender's).
     /// Async-signal-safe.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn take_request_absorbed(&self) -> bool {
@@ -516,7 +571,7 @@ impl WorkerSlot {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn send(&self, signal: libc::c_int) -> io::Result<bool> {
         let thread = self.thread_lock();
-        let Some(thread) = *thread else {
+        let Some(WorkerThread { id: thread, .. }) = *thread else {
             return Ok(false);
         };
         // SAFETY: tgkill only sends a signal; the thread is alive (it clears this field under
@@ -588,6 +643,32 @@ impl WorkerSlot {
             .is_ok()
     }
 
+    /// For the monitor: the pending request as it stands (0: none), to tell at a later look
+    /// whether that same request is still pending (module doc). The monitor, the only writer
+    /// but for the handler's take, never sees `SENDING` here.
+    pub(crate) fn pending_request(&self) -> u64 {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    /// For the monitor: replaces the pending request `held`, whose signal was lost (or is
+    /// late), with a renewed one for poll `poll`, to signal again; fails if the handler took
+    /// `held` meanwhile (module doc).
+    pub(crate) fn renew_request(&self, held: u64, poll: u64) -> bool {
+        let renewed = self
+            .requested
+            .compare_exchange(
+                held,
+                REQUESTED | SENDING | RENEWED | poll,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if renewed {
+            self.requests_renewed.fetch_add(1, Ordering::Relaxed);
+        }
+        renewed
+    }
+
     /// For the monitor: its `tgkill` for the pending request has returned.
     pub(crate) fn request_sent(&self) {
         self.requested.fetch_and(!SENDING, Ordering::AcqRel);
@@ -606,8 +687,9 @@ impl WorkerSlot {
             requested => Some(TakenRequest {
                 current: self
                     .running_poll()
-                    .is_some_and(|poll| REQUESTED | poll == requested & !SENDING),
+                    .is_some_and(|poll| REQUESTED | poll == requested & !(SENDING | RENEWED)),
                 sending: requested & SENDING != 0,
+                renewed: requested & RENEWED != 0,
             }),
         }
     }
@@ -750,6 +832,7 @@ impl WorkerSlot {
                 )
             }),
             longest_poll: Duration::from_nanos(self.longest_poll_ns.load(Ordering::Relaxed)),
+            requests_renewed: self.requests_renewed.load(Ordering::Relaxed),
         }
     }
 }
@@ -762,6 +845,7 @@ pub struct WorkerPreemptionStats {
     lock_waits_preempted: u64,
     deferred: [(DeferReason, u64); DeferReason::ALL.len()],
     longest_poll: Duration,
+    requests_renewed: u64,
 }
 
 impl WorkerPreemptionStats {
@@ -798,5 +882,12 @@ impl WorkerPreemptionStats {
     /// poll only while it runs).
     pub fn longest_poll(&self) -> Duration {
         self.longest_poll
+    }
+
+    /// Requests whose signal did not come, so that the monitor sent another: the kernel drops
+    /// a request's signal merged into the worker's own timer's when that timer is re-armed
+    /// before delivery (`maniac::preempt` module doc, "The mechanism").
+    pub fn requests_renewed(&self) -> u64 {
+        self.requests_renewed
     }
 }

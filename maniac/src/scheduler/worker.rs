@@ -23,9 +23,10 @@
 //! The loop learns of a preemption where the preempted poll's generator suspends: the
 //! dispatcher, a resumed switched generator that is switched out again, or a Poll-mode task's
 //! own generator ([`poll_switched_out`]). There it takes the slot's flag (set by the signal
-//! handler) and makes the drivers due, so that before the next poll the loop spreads started
-//! work (below) and looks at the drivers (when every poll is long, timers must not wait 61 of
-//! them). So the loop itself pays nothing per iteration for it: the maintenance countdown it
+//! handler) and makes the drivers due, so that at its next iteration (after the LIFO chain in
+//! progress, if the switched poll was a Poll-mode task's: up to three more polls) the loop
+//! spreads started work (below) and looks at the drivers (when every poll is long, timers must
+//! not wait 61 of them). So the loop itself pays nothing per iteration for it: the maintenance countdown it
 //! tests anyway carries the news.
 //!
 //! ## The pinned queue

@@ -75,7 +75,13 @@ pub fn figures(rt: &Runtime) -> String {
         .map(|stats| stats.longest_poll())
         .max()
         .unwrap_or_default();
-    out.push_str(&format!("; longest poll seen {longest:?}"));
+    let renewed: u64 = (0..metrics.num_workers())
+        .filter_map(|worker| metrics.worker_preemption(worker))
+        .map(|stats| stats.requests_renewed())
+        .sum();
+    out.push_str(&format!(
+        "; longest poll seen {longest:?}; requests renewed {renewed}"
+    ));
     out
 }
 
