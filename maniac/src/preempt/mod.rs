@@ -10,10 +10,10 @@
 //!    to once every eight quanta while every poll it sees is short; the workers then spot long
 //!    polls for it), sleeps while every worker is parked, and sends the worker's thread a
 //!    signal only when the *same* poll has been running for at least the quantum
-//!    (`monitor`). Requests coalesce: one pending signal per worker at most; a request whose
-//!    signal has not come a retry period later is renewed and signalled again, since the kernel
-//!    drops a request's signal merged into a worker timer's that a re-arm voided
-//!    (`WorkerPreemptionStats::requests_renewed` counts them). While polls
+//!    (`monitor`). Requests coalesce: one pending signal per worker at most; a request still
+//!    untaken once its worker thread has run a retry period since is renewed and signalled
+//!    again, since the kernel drops a request's signal merged into a worker timer's that a
+//!    re-arm voided (`WorkerPreemptionStats::requests_renewed` counts them). While polls
 //!    overrun, the monitor runs at real-time priority where it may, so that its looks are not
 //!    late behind the very polls they are for. After that, the worker times itself: each
 //!    worker thread has a POSIX timer of its own, which the poll right after a preemption arms

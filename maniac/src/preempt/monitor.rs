@@ -36,9 +36,9 @@
 //!    between which its worker thread ran for a period lost its signal (the kernel drops one
 //!    merged into an own timer's signal that a re-arm voided: `slot` module doc, "requested"),
 //!    and is renewed for the running poll and signalled again ([`WorkerSlot::renew_request`]),
-//!    or coalescing would leave that worker unpreempted for good. A poll its worker's own timer covers (`slot` module
-//!    doc, "own_timer": the timer is timing that worker's polls since a preemption, and this
-//!    poll noted its start) gets no request while that timer is heard from (its signals
+//!    or coalescing would leave that worker unpreempted for good. A poll its worker's own timer
+//!    covers (`slot` module doc, "own_timer": the timer is timing that worker's polls since a
+//!    preemption, and this poll noted its start) gets no request while that timer is heard from (its signals
 //!    counted in the slot) often enough (`own_timer_backup_after`: two quanta up to 200 µs,
 //!    eight beyond): the timer preempts it at one quantum, and asks again every period while
 //!    that is deferred; the monitor only backs it up, should the timer fall silent (such a

@@ -306,6 +306,16 @@ mod tests {
         poll
     }
 
+    /// Waits until the own timer has fired into `signal`, which this thread blocks: its signal
+    /// is pending.
+    fn wait_for_the_own_timer(signal: libc::c_int) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_pending(signal) {
+            assert!(Instant::now() < deadline, "the own timer never fired");
+            std::hint::spin_loop();
+        }
+    }
+
     /// Rule 2, `slot` module doc ("own_timer"): when the own timer's signal takes a request
     /// whose `tgkill` the monitor has not yet returned from (`SENDING`), that `tgkill`'s
     /// signal, which then finds no request, is still ours (`request_absorbed`), not passed on
@@ -349,11 +359,7 @@ mod tests {
             let poll = begin_own_timed_poll(slot);
             mask(libc::SIG_BLOCK, signal);
             // The timer fires: its signal waits in the queue.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !is_pending(signal) {
-                assert!(Instant::now() < deadline, "the own timer never fired");
-                std::hint::spin_loop();
-            }
+            wait_for_the_own_timer(signal);
             // The monitor claims a request and sends its signal, which queues behind.
             assert!(slot.request(poll));
             request_signal(signal);
@@ -385,11 +391,7 @@ mod tests {
         on_a_worker_thread(SIGNAL, |slot| {
             let poll = begin_own_timed_poll(slot);
             mask(libc::SIG_BLOCK, SIGNAL);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !is_pending(SIGNAL) {
-                assert!(Instant::now() < deadline, "the own timer never fired");
-                std::hint::spin_loop();
-            }
+            wait_for_the_own_timer(SIGNAL);
             // The monitor's request and its signal, merged into the timer's ...
             assert!(slot.request(poll));
             request_signal(SIGNAL);

@@ -23,8 +23,9 @@
 //! is pending is merged into it (below, "own_timer"), and when that timer is re-armed or
 //! disarmed before its signal is delivered (the handler re-arms it, with the signal blocked,
 //! after a deferral), the kernel drops the timer's signal at delivery, and the request's with
-//! it (seen on Linux 6.18; a test in `signal` shows it: a 600 s soak at 100 µs lost about one
-//! request in a million, and each left its worker unpreempted for the rest of the run).
+//! it (seen on Linux 6.18; a test in `signal` shows it: a 600 s soak at 100 µs lost a request
+//! once or twice in 3–6 M preemptions, and each left its worker unpreempted for the rest of
+//! the run).
 //! The request would then stay pending for good, and coalescing would silence the monitor for
 //! that worker. So the monitor renews a request it finds pending, unchanged, at two looks
 //! between which the worker thread ran for a retry period (its CPU time, read through its

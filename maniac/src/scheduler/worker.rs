@@ -26,8 +26,8 @@
 //! handler) and makes the drivers due, so that at its next iteration (after the LIFO chain in
 //! progress, if the switched poll was a Poll-mode task's: up to three more polls) the loop
 //! spreads started work (below) and looks at the drivers (when every poll is long, timers must
-//! not wait 61 of them). So the loop itself pays nothing per iteration for it: the maintenance countdown it
-//! tests anyway carries the news.
+//! not wait 61 of them). So the loop itself pays nothing per iteration for it: the maintenance
+//! countdown it tests anyway carries the news.
 //!
 //! ## The pinned queue
 //! `Core::pinned` holds what must run on this thread: switched worker generators (pushed by the
