@@ -109,7 +109,7 @@ fn leave_no_room_for_queued_signals() {
 
 /// With `RLIMIT_SIGPENDING` at 0 (no siginfo may be queued for this process: the count is the
 /// user's, checked against the receiver's limit), the kernel can neither create a worker's timer
-/// (its signal is queued in advance) nor keep the sender of a `tgkill` in its siginfo: the
+/// (its signal is queued in advance) nor keep the sender of a signal in its siginfo: the
 /// workers fall back to the monitor, whose requests arrive with their origin lost and must
 /// still be taken as ours.
 #[test]

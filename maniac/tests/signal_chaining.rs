@@ -1,7 +1,8 @@
 #![cfg(all(not(loom), target_os = "linux", target_arch = "x86_64"))]
 //! The preemption signal's handler chains (`signals` module doc, `preempt::signal` rule 2): a
 //! signal that is not one of the runtime's requests (nor a worker's own timer) goes to the action
-//! installed before ours, and a stray one never disables preemption. One test: signal dispositions are the process's.
+//! installed before ours, the program's own `pthread_kill` to a worker included, and a stray one
+//! never disables preemption. One test: signal dispositions are the process's.
 
 mod common;
 mod preempt_common;
@@ -100,6 +101,42 @@ fn preempt_a_hog_that_blocks_the_signal(signal: libc::c_int) -> [u64; 3] {
         [before, after, preemptions() - woken]
     }))
     .unwrap()
+}
+
+/// On a fresh 1-worker runtime preempting with `signal`, a hog that computes while this thread
+/// sends `signal` to the hog's worker thread `count` times, 2 ms apart, as `pthread_kill` does
+/// (a `tgkill` from this process). Returns the preemptions counted.
+fn preempt_a_hog_while_signalling_its_worker(signal: libc::c_int, count: usize) -> u64 {
+    let rt = maniac::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .preemption_signal(signal)
+        .build()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (worker_sender, worker) = std::sync::mpsc::channel();
+    let hog = rt.spawn({
+        let stop = stop.clone();
+        async move {
+            // SAFETY: gettid has no preconditions.
+            worker_sender.send(unsafe { libc::gettid() }).unwrap();
+            let mut x = 1u64;
+            while !stop.load(SeqCst) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            x
+        }
+    });
+    let worker = worker.recv().unwrap();
+    for _ in 0..count {
+        // SAFETY: tgkill only sends a signal, to the runtime's worker thread, alive until the
+        // runtime is dropped below; the signal is handled.
+        let sent = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), worker, signal) };
+        assert_eq!(sent, 0, "tgkill: {}", std::io::Error::last_os_error());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, SeqCst);
+    rt.block_on(hog).unwrap();
+    rt.metrics().preemptions()
 }
 
 /// Fires a one-shot POSIX timer of the test's own once at thread `tid` with `signal`, and
@@ -209,6 +246,23 @@ fn signals_that_are_not_requests_reach_the_earlier_handler_and_strays_never_disa
             preempt_a_hog(libc::SIGUSR2) > 0,
             "no preemption after the foreign SIGUSR2s"
         );
+        // The program's own `pthread_kill`s at a worker whose hog is being preempted: every one
+        // reaches the earlier handler, none is taken for a request, and no request's signal is
+        // passed on in its place. A real-time signal, so that the kernel keeps every instance
+        // (of a standard signal sent twice before it is delivered it keeps one, whoever the
+        // senders).
+        let realtime = libc::SIGRTMIN() + 2;
+        install_earlier_handler(realtime);
+        assert!(
+            preempt_a_hog_while_signalling_its_worker(realtime, 40) > 0,
+            "the hog was never preempted beside the foreign signals"
+        );
+        expect_earlier_calls(47, "pthread_kill to a worker being preempted");
+        assert_eq!(
+            EARLIER_HANDLER_CALLS.load(SeqCst),
+            47,
+            "the earlier handler got signals of the runtime's"
+        );
 
         // SIGURG, the default, whose earlier action is the default (ignore): stray ones are
         // ignored, as they would have been, and leave the runtime's handler in place.
@@ -225,6 +279,6 @@ fn signals_that_are_not_requests_reach_the_earlier_handler_and_strays_never_disa
             preempt_a_hog(libc::SIGURG) > 0,
             "stray SIGURGs disabled preemption (the handler was reset to the default)"
         );
-        assert_eq!(EARLIER_HANDLER_CALLS.load(SeqCst), 7);
+        assert_eq!(EARLIER_HANDLER_CALLS.load(SeqCst), 47);
     });
 }

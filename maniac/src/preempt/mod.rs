@@ -23,7 +23,10 @@
 //!    monitor wake-up per preemption, and stays on time while the host has taken away the vCPU
 //!    the monitor would have woken on (BENCHMARKS.md, "Preemption"); the monitor only backs up
 //!    the polls that timer covers, should it fall silent.
-//! 2. **Deciding.** The signal handler runs on the worker's alternate signal stack. It takes the
+//! 2. **Deciding.** The signal handler runs on the worker's alternate signal stack. It knows the
+//!    runtime's signals by their siginfo (the monitor's are queued with the worker's slot as
+//!    their value, the timer's carry it too) and passes every other one, the program's own
+//!    `pthread_kill` to a worker included, to the handler installed before it. It takes the
 //!    request and checks whether the interrupted instruction is an *async-safe point*
 //!    (`safepoint`: inside a task's poll; no `no_preempt` section; in the executable, outside a
 //!    denylist built from its symbol table, or waiting for one of std's locks; on the current

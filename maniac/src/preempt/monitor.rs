@@ -14,7 +14,7 @@
 //!    the other threads by about a tenth (tokio's by more: BENCHMARKS.md, "Preemption", the
 //!    foundation suite's `chained_spawn`).
 //! 2. A worker whose *same* poll has run for at least the quantum gets a request: the pending
-//!    flag, then `tgkill`. A poll runs since the monitor first saw it, or, for the few
+//!    flag, then its signal (`signal::send_request`). A poll runs since the monitor first saw it, or, for the few
 //!    polls right after a preemption on its worker, since it noted its start (`slot` module
 //!    doc): so a hog that resumes after a short poll (the task the preemption let in) is
 //!    preempted one quantum after it resumed. Due times are put off to the time driver's next
@@ -1176,8 +1176,8 @@ mod tests {
     /// one the handler took meanwhile.
     #[test]
     fn a_request_pending_while_its_worker_ran_a_period_is_renewed() {
-        // The handler, so that `tgkill` has the process id; on a thread it has no slot for,
-        // it passes SIGURG on to the default action: ignored.
+        // The handler, so that a request's signal has the process id; on a thread it has no
+        // slot for, it passes SIGURG on to the default action: ignored.
         crate::preempt::signal::install(libc::SIGURG).expect("cannot install the handler");
         let shared = monitor(1, QUANTUM, Instant::now());
         let slot = &shared.slots[0];
@@ -1629,7 +1629,7 @@ mod tests {
         const QUANTUM: Duration = Duration::from_millis(10);
         const PHASE: Duration = Duration::from_millis(400);
         // The handler, as a runtime installs it: it also records the process id the monitor's
-        // `tgkill` needs.
+        // signals need.
         crate::preempt::signal::install(libc::SIGURG).expect("cannot install the handler");
         let shared = Arc::new(monitor(2, QUANTUM, Instant::now()));
         let (timed, parked) = (&shared.slots[0], &shared.slots[1]);

@@ -4,21 +4,24 @@
 //! 1. Installed once per process and signal (`crate::signals`), with `SA_ONSTACK` (it runs on the
 //!    worker's alternate signal stack, set up with the coroutine machinery) and `SA_RESTART`
 //!    (system calls it interrupts resume by themselves where the kernel can).
-//! 2. A signal is ours only if this process sent it with `tgkill` (`SI_TKILL` from our pid) to a
-//!    worker thread that has a request pending, which the handler takes (or whose request
-//!    another signal of ours took, marked `request_absorbed`), or if it is that worker's own
-//!    timer firing (`SI_TIMER` with the slot's address as its value; `slot` module doc,
-//!    "own_timer"), which takes a pending request too. A signal that arrives with its origin
-//!    lost (siginfo all zero but for `SI_USER`: the kernel had no room to queue it, the user's
-//!    `RLIMIT_SIGPENDING` reached) counts as a `tgkill` of ours, and is ours on the same terms.
-//!    Anything else goes to the action installed before ours. A request for a poll that has
-//!    ended is dropped (`slot` module doc, "requested").
+//! 2. A signal is ours by its siginfo: a request's, which the monitor queues (`SI_QUEUE` from
+//!    our pid, the slot's address as its value: [`send_request`]), or the worker's own timer
+//!    firing (`SI_TIMER`, the slot's address as its value; `slot` module doc, "own_timer").
+//!    Either takes the request pending, if any; one that finds none is still ours (its request
+//!    was taken by another signal of ours, or merged with one) and nothing else. A signal that
+//!    arrives with its origin lost (siginfo all zero but for `SI_USER`: the kernel had no room
+//!    to queue it, the user's `RLIMIT_SIGPENDING` reached) is ours if it finds a request, or if
+//!    the request it came for was taken by another signal of ours while it was on its way
+//!    (`request_absorbed`). Anything else, the program's own `pthread_kill` to a worker
+//!    included, goes to the action installed before ours. A request for a poll that has ended
+//!    is dropped (`slot` module doc, "requested").
 //!
 //!    The price of the lost-origin case: a foreign signal that arrives the same way (another
 //!    sender's, while the limit is reached, or a `kill` by root from an ancestor pid namespace)
-//!    at a worker with a request pending is taken for that request, and our own `tgkill` that
-//!    follows then goes to the earlier action. Without it, every request goes to the earlier
-//!    action while the limit lasts, and nothing is preempted.
+//!    at a worker with a request pending (or a stale absorbed mark: set for a request whose
+//!    other signal the kernel merged away) is taken for ours, and our own that follows, if it
+//!    too lost its origin, then goes to the earlier action. Without it, every request goes to
+//!    the earlier action while the limit lasts, and nothing is preempted.
 //! 3. The handler never switches stacks. It checks the safe-point rules (`safepoint`) and, when
 //!    they hold, rewrites the interrupted context so that the thread, on return from the signal,
 //!    runs the trampoline (`trampoline`) as if the interrupted instruction had called it; when they
@@ -33,7 +36,7 @@ use std::cell::Cell;
 use std::io;
 use std::ptr;
 use std::sync::Once;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use super::DeferReason;
 use super::safepoint;
@@ -48,16 +51,20 @@ thread_local! {
 
 /// This process's id, for rule 2 (read by the handler, which may not call `getpid`).
 static PROCESS_ID: AtomicI32 = AtomicI32::new(0);
+/// This process's real user id, which a request's signal carries as its sender's.
+static USER_ID: AtomicU32 = AtomicU32::new(0);
 
 /// This process's id, as [`install`] recorded it (0 before): async-signal-safe.
-pub(crate) fn process_id() -> libc::pid_t {
+fn process_id() -> libc::pid_t {
     PROCESS_ID.load(Ordering::Acquire)
 }
 
 /// Rule 1.
 pub(crate) fn install(signal: libc::c_int) -> io::Result<()> {
-    // SAFETY: getpid has no preconditions.
+    // SAFETY: getpid and getuid have no preconditions.
     PROCESS_ID.store(unsafe { libc::getpid() }, Ordering::Release);
+    // SAFETY: as above.
+    USER_ID.store(unsafe { libc::getuid() }, Ordering::Release);
     signals::install(signal, handle_request, libc::SA_ONSTACK | libc::SA_RESTART).map(drop)
 }
 
@@ -107,6 +114,114 @@ impl Drop for AttachGuard {
     }
 }
 
+/// A signal's siginfo as `rt_tgsigqueueinfo` takes it from the sender: the kernel's layout
+/// (x86_64) for a queued signal (`_sifields._rt`: pid, uid, value), padded to a `siginfo_t`'s
+/// size. libc's `siginfo_t` has only getters for these fields, no way to set them.
+#[repr(C)]
+struct QueuedSignalInfo {
+    signal: libc::c_int,
+    error: libc::c_int,
+    code: libc::c_int,
+    /// The union that follows is 8-byte aligned.
+    _align: libc::c_int,
+    sender: libc::pid_t,
+    user: libc::uid_t,
+    value: *const libc::c_void,
+    _padding: [u8; 128 - 32],
+}
+
+const _: () =
+    assert!(std::mem::size_of::<QueuedSignalInfo>() == std::mem::size_of::<libc::siginfo_t>());
+
+/// Queues `signal` for thread `thread` of this process with the siginfo `code`, `sender`,
+/// `user` and `value` say (the kernel takes them as given from a process signalling itself).
+///
+/// # Safety
+/// `thread` must be a live thread of this process (a thread id can be reused once its thread
+/// has exited, and then names another thread, or another process's).
+unsafe fn queue_signal(
+    thread: libc::pid_t,
+    signal: libc::c_int,
+    code: libc::c_int,
+    sender: libc::pid_t,
+    user: libc::uid_t,
+    value: *const libc::c_void,
+) -> io::Result<()> {
+    let info = QueuedSignalInfo {
+        signal,
+        error: 0,
+        code,
+        _align: 0,
+        sender,
+        user,
+        value,
+        _padding: [0; 128 - 32],
+    };
+    // SAFETY: rt_tgsigqueueinfo reads `info`, a siginfo's worth of bytes, and only sends a
+    // signal; the caller promises `thread` is one of ours.
+    match unsafe {
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            process_id(),
+            thread,
+            signal,
+            &raw const info,
+        )
+    } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Rule 2: sends `signal` to `slot`'s worker thread `thread` for the request pending there, as a
+/// queued signal (`SI_QUEUE`) from this process whose value is the slot's address, by which
+/// the handler tells it from another sender's. Not `tgkill` (which is what `pthread_kill`
+/// sends): a signal of ours that finds no request (its request taken by another of ours) would
+/// look like the program's own `pthread_kill`, and one of the two would go to the wrong
+/// handler. Not `pthread_sigqueue` either: glibc's blocks and unblocks every signal around the
+/// internal lock that keeps the thread from exiting meanwhile, and asks for the process id,
+/// each time (three more system calls per request, on the monitor's path to every
+/// preemption); the slot's own lock keeps the thread from exiting. `EAGAIN`: a real-time
+/// signal the kernel has no room to queue.
+///
+/// # Safety
+/// As [`queue_signal`]'s.
+pub(crate) unsafe fn send_request(
+    thread: libc::pid_t,
+    signal: libc::c_int,
+    slot: &WorkerSlot,
+) -> io::Result<()> {
+    let user = USER_ID.load(Ordering::Acquire);
+    // SAFETY: the caller's promise.
+    unsafe {
+        queue_signal(
+            thread,
+            signal,
+            libc::SI_QUEUE,
+            process_id(),
+            user,
+            ptr::from_ref(slot).cast(),
+        )
+    }
+}
+
+/// Whether `info` is a request's signal for `slot`, as [`send_request`] sends it.
+/// Async-signal-safe.
+///
+/// # Safety
+/// `info` must be the siginfo the kernel passed to an `SA_SIGINFO` handler.
+unsafe fn is_request_signal(info: *const libc::siginfo_t, slot: &WorkerSlot) -> bool {
+    // SAFETY: the caller's promise; a queued signal's siginfo carries its sender and value.
+    unsafe {
+        (*info).si_code == libc::SI_QUEUE
+            && (*info).si_pid() == process_id()
+            && ptr::eq(
+                (*info).si_value().sival_ptr.cast_const(),
+                ptr::from_ref(slot).cast(),
+            )
+    }
+}
+
 /// The slot of the worker on this thread, if any.
 pub(crate) fn current_slot() -> Option<&'static WorkerSlot> {
     // SAFETY: non-null only while an `AttachGuard` lives, which borrows a slot the runtime keeps
@@ -126,18 +241,22 @@ extern "C" fn handle_request(
     if let Some(slot) = slot.filter(|_| own_timer) {
         slot.count_own_timer_signal();
     }
+    // SAFETY: as above.
+    let requested = slot.is_some_and(|slot| unsafe { is_request_signal(info, slot) });
     // SAFETY: as above; the kernel fills in every field of the siginfo it passes (those a
     // signal's kind does not use are zero), so the sender's fields may be read whatever the kind.
-    let (code, sender, user) = unsafe { ((*info).si_code, (*info).si_pid(), (*info).si_uid()) };
-    let origin_lost = code == libc::SI_USER && sender == 0 && user == 0;
-    let from_us = (code == libc::SI_TKILL && sender == process_id()) || origin_lost;
-    // A `tgkill` sent while the own timer's signal is pending is merged into it: the timer's
-    // signal serves a pending request too (`slot` module doc, "own_timer"). Another signal of
-    // ours may follow one that takes a request: the request's own, when the own timer's signal
-    // took it, or the second of a renewed request's two (`slot` module doc, "requested"); it is
-    // on its way if the monitor is still sending it or it is pending.
+    let origin_lost = unsafe {
+        (*info).si_code == libc::SI_USER && (*info).si_pid() == 0 && (*info).si_uid() == 0
+    };
+    // A request's signal sent while the own timer's signal is pending is merged into it: the
+    // timer's signal serves a pending request too (`slot` module doc, "own_timer"). Another
+    // signal of ours may follow one that takes a request: the request's own, when the own
+    // timer's signal took it, or the second of a renewed request's two (`slot` module doc,
+    // "requested"). It is ours by its siginfo, unless that was lost: for that case the taking
+    // signal marks the request absorbed if the other is on its way (the monitor still sending
+    // it, or the signal pending).
     let ours = slot
-        .filter(|_| own_timer || from_us)
+        .filter(|_| own_timer || requested || origin_lost)
         .map(|slot| (slot, slot.take_request()))
         .filter(|(slot, request)| match request {
             Some(taken) => {
@@ -146,7 +265,7 @@ extern "C" fn handle_request(
                 }
                 true
             }
-            None => own_timer || slot.take_request_absorbed(),
+            None => own_timer || requested || slot.take_request_absorbed(),
         });
     let Some((slot, request)) = ours else {
         // SAFETY: our handler for `signal`, with the kernel's arguments.
@@ -170,7 +289,7 @@ extern "C" fn handle_request(
     }
 }
 
-/// Whether `signal` is pending for this thread (a `tgkill` of ours on its way in).
+/// Whether `signal` is pending for this thread (a signal of ours on its way in, perhaps).
 /// Async-signal-safe (`sigpending`, `sigismember`).
 fn is_pending(signal: libc::c_int) -> bool {
     // SAFETY: a zeroed sigset is valid for sigpending to fill; both calls only read and write
@@ -237,11 +356,28 @@ mod tests {
         EARLIER_ACTION_RUNS[signal as usize].load(Ordering::SeqCst)
     }
 
-    /// The monitor's `tgkill` to the calling thread, as `MonitorShared::signal` sends it.
-    fn request_signal(signal: libc::c_int) {
+    /// The monitor's signal for the request pending in `slot`, to the calling thread, which
+    /// `slot` is attached to, as `MonitorShared::signal` sends it.
+    fn request_signal(slot: &WorkerSlot, signal: libc::c_int) {
+        assert!(
+            slot.send(signal).expect("cannot send"),
+            "no thread attached"
+        );
+    }
+
+    /// Another sender's `pthread_kill` of `signal` to the calling thread (a `tgkill`).
+    fn foreign_signal(signal: libc::c_int) {
         // SAFETY: tgkill only sends a signal, here to this very thread, which handles it.
         let sent = unsafe { libc::syscall(libc::SYS_tgkill, process_id(), libc::gettid(), signal) };
         assert_eq!(sent, 0, "tgkill: {}", io::Error::last_os_error());
+    }
+
+    /// `signal` to the calling thread as the kernel delivers a signal it had no room to queue
+    /// the siginfo of (rule 2: `SI_USER`, sender and user 0), whoever sent it.
+    fn origin_lost_signal(signal: libc::c_int) {
+        // SAFETY: to this very thread (which may send itself any siginfo), which handles it.
+        unsafe { queue_signal(libc::gettid(), signal, libc::SI_USER, 0, 0, ptr::null()) }
+            .expect("rt_tgsigqueueinfo");
     }
 
     /// Blocks (`how` = `SIG_BLOCK`) or unblocks (`SIG_UNBLOCK`) `signal` on this thread.
@@ -257,8 +393,9 @@ mod tests {
 
     /// Runs `race` on a thread attached to a slot as a worker is, with `signal` (which no other
     /// code of this binary may use) handled by ours and, before ours, by a counting action.
-    /// Checks first that a signal of ours that finds no request is passed on. The thread runs
-    /// no task: a preemption the handler would make is deferred.
+    /// Checks first that another sender's signal is passed on and a request's signal that
+    /// finds no request is not (so the action has run once when `race` begins). The thread
+    /// runs no task: a preemption the handler would make is deferred.
     fn on_a_worker_thread(signal: libc::c_int, race: impl FnOnce(&WorkerSlot) + Send) {
         // SAFETY: a plain handler that only counts, installed before ours (which then forwards
         // to it); no other code of this binary uses this signal.
@@ -278,11 +415,17 @@ mod tests {
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 let _attached = attach(&slot, signal);
-                request_signal(signal);
+                foreign_signal(signal);
                 assert_eq!(
                     earlier_action_runs(signal),
                     1,
-                    "a signal of ours with no request pending was not passed on"
+                    "another sender's signal was not passed on"
+                );
+                request_signal(&slot, signal);
+                assert_eq!(
+                    earlier_action_runs(signal),
+                    1,
+                    "a request's signal that found no request was passed on"
                 );
                 race(&slot);
                 slot.end_poll();
@@ -316,11 +459,23 @@ mod tests {
         }
     }
 
+    /// Waits until the own timer of `slot` (the calling thread's) has fired and its signal has
+    /// taken the request pending there.
+    fn wait_for_the_own_timer_to_take_the_request(slot: &WorkerSlot) {
+        let heard = slot.own_timer_signals();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while slot.own_timer_signals() == heard {
+            assert!(Instant::now() < deadline, "the own timer never fired");
+            std::hint::spin_loop();
+        }
+        assert!(slot.take_request().is_none(), "the timer left the request");
+    }
+
     /// Rule 2, `slot` module doc ("own_timer"): when the own timer's signal takes a request
-    /// whose `tgkill` the monitor has not yet returned from (`SENDING`), that `tgkill`'s
-    /// signal, which then finds no request, is still ours (`request_absorbed`), not passed on
-    /// to the action installed before ours. Real signals, with the interleaving forced: the
-    /// request claimed, the timer's signal handled, then the `tgkill`.
+    /// whose signal the monitor is still sending (`SENDING`), that signal, which then finds no
+    /// request, is still ours, not passed on to the action installed before ours. Real
+    /// signals, with the interleaving forced: the request claimed, the timer's signal handled,
+    /// then the request's.
     #[test]
     fn a_request_signal_whose_request_the_own_timer_took_is_not_passed_on() {
         const SIGNAL: libc::c_int = libc::SIGUSR2;
@@ -329,15 +484,9 @@ mod tests {
             // The monitor claims a request and is about to send its signal ...
             assert!(slot.request(poll));
             // ... when the timer fires and its signal takes the request.
-            let heard = slot.own_timer_signals();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while slot.own_timer_signals() == heard {
-                assert!(Instant::now() < deadline, "the own timer never fired");
-                std::hint::spin_loop();
-            }
-            assert!(slot.take_request().is_none(), "the timer left the request");
+            wait_for_the_own_timer_to_take_the_request(slot);
             // The monitor's signal arrives.
-            request_signal(SIGNAL);
+            request_signal(slot, SIGNAL);
             slot.request_sent();
             assert_eq!(
                 earlier_action_runs(SIGNAL),
@@ -347,7 +496,7 @@ mod tests {
         });
     }
 
-    /// As above, with the `tgkill` already sent (the monitor has returned from it) but still
+    /// As above, with the request's signal already sent (the monitor has returned) but still
     /// pending when the timer's signal is handled, as when it arrives while the timer's handler
     /// runs: the handler sees it pending. A real-time signal, so that the kernel queues both
     /// instances, in the order they were sent, while the thread blocks them (of a standard
@@ -362,7 +511,7 @@ mod tests {
             wait_for_the_own_timer(signal);
             // The monitor claims a request and sends its signal, which queues behind.
             assert!(slot.request(poll));
-            request_signal(signal);
+            request_signal(slot, signal);
             slot.request_sent();
             let heard = slot.own_timer_signals();
             mask(libc::SIG_UNBLOCK, signal);
@@ -380,7 +529,7 @@ mod tests {
         });
     }
 
-    /// `slot` module doc ("requested"): the kernel merges a request's `tgkill` into the own
+    /// `slot` module doc ("requested"): the kernel merges a request's signal into the own
     /// timer's pending signal, and when the timer is disarmed (here by parking) or re-armed
     /// before that signal is delivered, drops both (Linux 6.18 does). The request stays
     /// pending; renewed, as the monitor renews it, it is served by its new signal, as the
@@ -394,7 +543,7 @@ mod tests {
             wait_for_the_own_timer(SIGNAL);
             // The monitor's request and its signal, merged into the timer's ...
             assert!(slot.request(poll));
-            request_signal(SIGNAL);
+            request_signal(slot, SIGNAL);
             slot.request_sent();
             // ... which the timer's disarming voids.
             slot.set_parked(true);
@@ -405,7 +554,7 @@ mod tests {
                 eprintln!("this kernel delivered the voided timer's signal: no request was lost");
             } else {
                 assert!(slot.renew_request(held, poll));
-                request_signal(SIGNAL);
+                request_signal(slot, SIGNAL);
                 slot.request_sent();
             }
             assert_eq!(slot.pending_request(), 0, "the request was never served");
@@ -434,7 +583,7 @@ mod tests {
             // The first signal, late: pending while the thread blocks it.
             mask(libc::SIG_BLOCK, signal);
             assert!(slot.request(poll));
-            request_signal(signal);
+            request_signal(slot, signal);
             slot.request_sent();
             // The monitor renews the request, and is about to signal again ...
             let held = slot.pending_request();
@@ -446,12 +595,74 @@ mod tests {
                 0,
                 "the first signal took no request"
             );
-            request_signal(signal);
+            request_signal(slot, signal);
             slot.request_sent();
             assert_eq!(
                 earlier_action_runs(signal),
                 1,
                 "the renewed request's second signal was passed on"
+            );
+        });
+    }
+
+    /// Rule 2: a signal is ours by its siginfo, not by what it finds. The own timer's signal
+    /// takes a request whose signal the monitor is still sending, and that signal never
+    /// comes on its own (the kernel merged it into the timer's, as a signal sent while the
+    /// timer's is pending is): a `pthread_kill` of the signal from elsewhere in the process
+    /// that follows is that sender's, passed on, not taken for the merged one.
+    #[test]
+    fn another_senders_signal_after_a_request_the_own_timer_took_is_passed_on() {
+        let signal = libc::SIGRTMAX() - 3;
+        on_a_worker_thread(signal, |slot| {
+            let poll = begin_own_timed_poll(slot);
+            assert!(slot.request(poll));
+            wait_for_the_own_timer_to_take_the_request(slot);
+            // The monitor returns from sending the signal the kernel merged away.
+            slot.request_sent();
+            foreign_signal(signal);
+            assert_eq!(
+                earlier_action_runs(signal),
+                2,
+                "another sender's signal was taken for the request's"
+            );
+        });
+    }
+
+    /// Rule 2's lost-origin case: a signal whose siginfo the kernel had no room to queue is
+    /// ours only if it finds a request, or the request it was sent for was taken by another
+    /// signal of ours while it was on its way (`request_absorbed`); otherwise it is passed on.
+    #[test]
+    fn a_signal_whose_origin_was_lost_is_ours_only_for_a_request() {
+        let signal = libc::SIGRTMAX() - 4;
+        on_a_worker_thread(signal, |slot| {
+            origin_lost_signal(signal);
+            assert_eq!(
+                earlier_action_runs(signal),
+                2,
+                "with no request pending, it was not passed on"
+            );
+            slot.begin_poll();
+            assert!(slot.request(slot.running_poll().unwrap()));
+            slot.request_sent();
+            origin_lost_signal(signal);
+            assert_eq!(slot.pending_request(), 0, "it did not take the request");
+            assert_eq!(
+                earlier_action_runs(signal),
+                2,
+                "it took the request, and was passed on"
+            );
+            slot.end_poll();
+            // The own timer's signal takes a request the monitor is still sending; that
+            // request's signal comes with its origin lost.
+            let poll = begin_own_timed_poll(slot);
+            assert!(slot.request(poll));
+            wait_for_the_own_timer_to_take_the_request(slot);
+            origin_lost_signal(signal);
+            slot.request_sent();
+            assert_eq!(
+                earlier_action_runs(signal),
+                2,
+                "the signal of a request the own timer took was passed on"
             );
         });
     }

@@ -19,7 +19,7 @@
 //! some microseconds to arrive, and the long poll it was for may have ended meanwhile, in which
 //! case the poll it interrupts has only just begun (the request is stale, and dropped).
 //!
-//! The kernel can lose a request's signal: a `tgkill` sent while the worker's own timer's signal
+//! The kernel can lose a request's signal: one sent while the worker's own timer's signal
 //! is pending is merged into it (below, "own_timer"), and when that timer is re-armed or
 //! disarmed before its signal is delivered (the handler re-arms it, with the signal blocked,
 //! after a deferral), the kernel drops the timer's signal at delivery, and the request's with
@@ -31,9 +31,9 @@
 //! between which the worker thread ran for a retry period (its CPU time, read through its
 //! CPU-time clock; `monitor` rule 2): it replaces it with one for the running poll, marked
 //! `RENEWED`, and signals again. Should the first signal have been late rather than lost, two
-//! signals of ours come for one request; the handler that takes a renewed request while
-//! another of ours is still being sent or pending marks it (`request_absorbed`, below), so that
-//! the other is not taken for a stranger's.
+//! signals of ours come for one request: the second, finding none, is known as ours by its
+//! siginfo (`signal` rule 2), and if that was lost, by the mark the first left
+//! (`request_absorbed`, below).
 //!
 //! ## `follows_preemption`, `started_poll` and `started_at`
 //! When a poll is preempted, the worker (in the trampoline's Switch operation, not in the
@@ -80,13 +80,18 @@
 //! overlap): the worker on the running vCPU is still preempted on time, where a monitor whose
 //! wake-up timer sits on the stopped vCPU is late for every worker.
 //!
-//! The kernel keeps one instance of a pending standard signal: a `tgkill` sent while the
-//! timer's signal is pending is dropped (the timer's own queue entry is never merged away). So
-//! the handler serves a pending request at the timer's signal too, or that request would stay
-//! pending and coalescing would silence the monitor. When a timer's signal takes a request
-//! whose `tgkill` is still to come (the monitor has not returned from it, `SENDING`, or the
-//! signal is pending), the handler marks it (`request_absorbed`), so that the `tgkill`, finding
-//! no request, is known to be ours rather than another sender's.
+//! The kernel keeps one instance of a pending standard signal: a request's signal sent while
+//! the timer's signal is pending is dropped (the timer's own queue entry is never merged
+//! away). So the handler serves a pending request at the timer's signal too, or that request
+//! would stay pending and coalescing would silence the monitor. The request's own signal, if
+//! it comes after all, finds no request and is ours by its siginfo. Only should that siginfo
+//! be lost (`signal` rule 2) does the handler need to know that signal is on its way: when a
+//! timer's signal (or a renewed request's) takes a request whose signal is still to come (the
+//! monitor has not returned from sending it, `SENDING`, or the signal is pending), it marks it
+//! (`request_absorbed`), and a signal that lost its origin and finds no request is ours if it
+//! finds the mark. (The mark cannot tell a pending request's signal from another pending
+//! instance, e.g. the timer's next one, nor see a signal the kernel merged away: it can be
+//! left stale, and the next signal to arrive with its origin lost is then taken for ours.)
 //!
 //! ## `sighting`
 //! Written by *other* workers for a calm monitor (`monitor` rule 7): the running poll they saw
@@ -131,7 +136,7 @@ const NO_PREEMPTION: u64 = 1 << 63;
 
 /// Marks `requested` as holding a request (module doc).
 const REQUESTED: u64 = 1 << 63;
-/// Marks a request whose `tgkill` the monitor has not yet returned from (module doc,
+/// Marks a request whose signal the monitor has not yet returned from sending (module doc,
 /// "own_timer").
 const SENDING: u64 = 1 << 62;
 /// Marks a request the monitor renewed, its first signal lost or late (module doc).
@@ -142,7 +147,7 @@ const RENEWED: u64 = 1 << 61;
 pub(crate) struct TakenRequest {
     /// It is for the poll running now (else that poll has ended: the request is stale).
     pub(crate) current: bool,
-    /// The monitor had not yet returned from its `tgkill` for it.
+    /// The monitor had not yet returned from sending its signal.
     pub(crate) sending: bool,
     /// The monitor renewed it: its first signal was lost, or is late (module doc).
     pub(crate) renewed: bool,
@@ -563,25 +568,18 @@ impl WorkerSlot {
         super::monitor::after_timer_tick(self.timer_ticks, self.quantum, began + self.quantum)
     }
 
-    /// For the monitor: sends `signal` to the worker thread, if it still runs. Returns whether
-    /// it was sent, or the kernel's refusal (`EAGAIN` for a real-time signal it has no room to
-    /// queue). `tgkill` rather than `pthread_kill`: glibc's blocks and unblocks every
-    /// signal around the internal lock that keeps the thread from exiting meanwhile, and asks
-    /// for the process id, each time (three more system calls per request, on the monitor's
-    /// path to every preemption); the slot's own lock keeps the thread from exiting.
+    /// For the monitor: sends the pending request's `signal` to the worker thread
+    /// (`signal::send_request`), if it still runs. Returns whether it was sent, or the
+    /// kernel's refusal (`EAGAIN` for a real-time signal it has no room to queue).
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn send(&self, signal: libc::c_int) -> io::Result<bool> {
         let thread = self.thread_lock();
         let Some(WorkerThread { id: thread, .. }) = *thread else {
             return Ok(false);
         };
-        // SAFETY: tgkill only sends a signal; the thread is alive (it clears this field under
-        // this lock before it exits, and the lock is held until the call returns), so the id
-        // names no other thread of this process.
-        match unsafe { libc::syscall(libc::SYS_tgkill, signal::process_id(), thread, signal) } {
-            0 => Ok(true),
-            _ => Err(io::Error::last_os_error()),
-        }
+        // SAFETY: the thread is alive: it clears this field under this lock before it exits,
+        // and the lock is held until the call returns.
+        unsafe { signal::send_request(thread, signal, self) }.map(|()| true)
     }
 
     /// A poll starts (module doc). Owner thread only.
@@ -670,7 +668,7 @@ impl WorkerSlot {
         renewed
     }
 
-    /// For the monitor: its `tgkill` for the pending request has returned.
+    /// For the monitor: it has sent the pending request's signal.
     pub(crate) fn request_sent(&self) {
         self.requested.fetch_and(!SENDING, Ordering::AcqRel);
     }

@@ -243,9 +243,12 @@ impl Builder {
 
     /// The signal that carries preemption requests (default `SIGURG`: ignored by default, unused
     /// by libc, harmless when spurious). Other handlers of it keep receiving the signals that are
-    /// not requests (but while the user's `RLIMIT_SIGPENDING` is reached, a foreign signal whose
-    /// sender the kernel could not record may be taken for one: `maniac::preempt`, "The
-    /// mechanism"). A real-time signal is not sent at all while that limit is reached (nothing is
+    /// not the runtime's, a `pthread_kill` to a worker thread included (but while the user's
+    /// `RLIMIT_SIGPENDING` is reached, a foreign signal whose sender the kernel could not record
+    /// may be taken for one: `maniac::preempt`, "The mechanism"). Of a standard signal the
+    /// kernel keeps one pending instance per thread: one sent to a worker while the runtime's is
+    /// pending there is merged into it (as between any two senders); a real-time signal keeps
+    /// both. A real-time signal is not sent at all while that limit is reached (nothing is
     /// preempted meanwhile; one line on stderr says so); a standard one always is. `SIGKILL`,
     /// `SIGSTOP`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`, `SIGTRAP`, `SIGABRT`, the job-control
     /// signals and numbers out of range make `build` fail.
@@ -256,7 +259,7 @@ impl Builder {
 
     /// Whether the preemption monitor raises itself to the lowest real-time priority
     /// (`SCHED_FIFO` 1) while polls overrun their quantum (default `true`). It sleeps between
-    /// looks and does a few loads and at most one `tgkill` per worker at each, so it takes
+    /// looks and does a few loads and sends at most one signal per worker at each, so it takes
     /// little CPU at any priority; what the priority buys is that it runs *when* it wakes: at
     /// normal priority, on a machine whose cores the workers' hogs keep busy, it queues behind
     /// them and preemptions come late (BENCHMARKS.md, "Preemption", measures both). It drops
