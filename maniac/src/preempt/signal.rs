@@ -265,7 +265,9 @@ extern "C" fn handle_request(
                 }
                 true
             }
-            None => own_timer || requested || slot.take_request_absorbed(),
+            // Our own signal consumes the mark too (else it lasts, and swallows the next
+            // lost-origin signal); the timer's must not (the marked signal is still to come).
+            None => own_timer || slot.take_request_absorbed() || requested,
         });
     let Some((slot, request)) = ours else {
         // SAFETY: our handler for `signal`, with the kernel's arguments.
@@ -492,6 +494,13 @@ mod tests {
                 earlier_action_runs(SIGNAL),
                 1,
                 "the signal of a request the own timer took was passed on"
+            );
+            // That signal consumed the mark: a lost-origin signal now is another sender's.
+            origin_lost_signal(SIGNAL);
+            assert_eq!(
+                earlier_action_runs(SIGNAL),
+                2,
+                "a stale absorbed mark swallowed a lost-origin signal"
             );
         });
     }
