@@ -730,7 +730,8 @@ impl Drop for Installed {
 pub struct SignalFigures {
     /// `tgkill` to self → handler → return.
     pub to_self: f64,
-    /// `tgkill` to a spinning thread (as the monitor signals it), until its handler has run.
+    /// `tgkill` to a spinning thread (the monitor's `rt_tgsigqueueinfo` costs the same: module
+    /// doc), until its handler has run.
     pub cross_thread: f64,
     /// A bare system call.
     pub syscall: f64,

@@ -15,9 +15,16 @@ use preempt_common::hog_for;
 
 /// Calls of the handler the test installs before any runtime exists.
 static EARLIER_HANDLER_CALLS: AtomicUsize = AtomicUsize::new(0);
+/// Those of them for a queued signal (`SI_QUEUE`): the runtime's requests are sent so, and the
+/// test sends none.
+static EARLIER_HANDLER_QUEUED: AtomicUsize = AtomicUsize::new(0);
 
-extern "C" fn earlier_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+extern "C" fn earlier_handler(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     EARLIER_HANDLER_CALLS.fetch_add(1, SeqCst);
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    if unsafe { (*info).si_code } == libc::SI_QUEUE {
+        EARLIER_HANDLER_QUEUED.fetch_add(1, SeqCst);
+    }
 }
 
 fn install_earlier_handler(signal: libc::c_int) {
@@ -75,7 +82,7 @@ fn block_signal(signal: libc::c_int, block: bool) {
 /// On a fresh 1-worker runtime preempting with `signal`, a hog that computes for 20 ms
 /// (preempted meanwhile), blocks the signal for 20 ms of computing (its worker's own timer
 /// fires into the block, and the monitor, finding the timer silent, sends a request whose
-/// `tgkill` merges into that pending signal), unblocks it and computes 20 ms more, sleeps (its
+/// signal merges into that pending one), unblocks it and computes 20 ms more, sleeps (its
 /// worker parks, which disarms the timer: the next hog is the monitor's alone, and gets no
 /// request if the merged one were still pending) and computes 20 ms more. Returns the
 /// preemptions counted before the block, after it, and after the sleep.
@@ -280,5 +287,10 @@ fn signals_that_are_not_requests_reach_the_earlier_handler_and_strays_never_disa
             "stray SIGURGs disabled preemption (the handler was reset to the default)"
         );
         assert_eq!(EARLIER_HANDLER_CALLS.load(SeqCst), 47);
+        assert_eq!(
+            EARLIER_HANDLER_QUEUED.load(SeqCst),
+            0,
+            "requests' signals reached the earlier handler"
+        );
     });
 }

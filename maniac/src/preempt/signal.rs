@@ -134,11 +134,12 @@ const _: () =
     assert!(std::mem::size_of::<QueuedSignalInfo>() == std::mem::size_of::<libc::siginfo_t>());
 
 /// Queues `signal` for thread `thread` of this process with the siginfo `code`, `sender`,
-/// `user` and `value` say (the kernel takes them as given from a process signalling itself).
+/// `user` and `value` say. The kernel takes them as given for a negative `code` other than
+/// `SI_TKILL` (`SI_QUEUE`, say), and for any `code` only from the thread itself.
 ///
 /// # Safety
 /// `thread` must be a live thread of this process (a thread id can be reused once its thread
-/// has exited, and then names another thread, or another process's).
+/// has exited, and then names another thread of ours).
 unsafe fn queue_signal(
     thread: libc::pid_t,
     signal: libc::c_int,
@@ -212,14 +213,7 @@ pub(crate) unsafe fn send_request(
 /// `info` must be the siginfo the kernel passed to an `SA_SIGINFO` handler.
 unsafe fn is_request_signal(info: *const libc::siginfo_t, slot: &WorkerSlot) -> bool {
     // SAFETY: the caller's promise; a queued signal's siginfo carries its sender and value.
-    unsafe {
-        (*info).si_code == libc::SI_QUEUE
-            && (*info).si_pid() == process_id()
-            && ptr::eq(
-                (*info).si_value().sival_ptr.cast_const(),
-                ptr::from_ref(slot).cast(),
-            )
-    }
+    unsafe { slot.is_carried_by(info, libc::SI_QUEUE) && (*info).si_pid() == process_id() }
 }
 
 /// The slot of the worker on this thread, if any.
@@ -242,7 +236,7 @@ extern "C" fn handle_request(
         slot.count_own_timer_signal();
     }
     // SAFETY: as above.
-    let requested = slot.is_some_and(|slot| unsafe { is_request_signal(info, slot) });
+    let from_monitor = slot.is_some_and(|slot| unsafe { is_request_signal(info, slot) });
     // SAFETY: as above; the kernel fills in every field of the siginfo it passes (those a
     // signal's kind does not use are zero), so the sender's fields may be read whatever the kind.
     let origin_lost = unsafe {
@@ -256,7 +250,7 @@ extern "C" fn handle_request(
     // signal marks the request absorbed if the other is on its way (the monitor still sending
     // it, or the signal pending).
     let ours = slot
-        .filter(|_| own_timer || requested || origin_lost)
+        .filter(|_| own_timer || from_monitor || origin_lost)
         .map(|slot| (slot, slot.take_request()))
         .filter(|(slot, request)| match request {
             Some(taken) => {
@@ -267,7 +261,7 @@ extern "C" fn handle_request(
             }
             // Our own signal consumes the mark too (else it lasts, and swallows the next
             // lost-origin signal); the timer's must not (the marked signal is still to come).
-            None => own_timer || slot.take_request_absorbed() || requested,
+            None => own_timer || slot.take_request_absorbed() || from_monitor,
         });
     let Some((slot, request)) = ours else {
         // SAFETY: our handler for `signal`, with the kernel's arguments.
@@ -461,9 +455,12 @@ mod tests {
         }
     }
 
-    /// Waits until the own timer of `slot` (the calling thread's) has fired and its signal has
-    /// taken the request pending there.
-    fn wait_for_the_own_timer_to_take_the_request(slot: &WorkerSlot) {
+    /// Begins a poll its own timer times on `slot` (the calling thread's), claims a request for
+    /// it as the monitor does before it sends the signal, and waits until the timer has fired
+    /// and its signal has taken that request.
+    fn let_the_own_timer_take_a_request_being_sent(slot: &WorkerSlot) {
+        let poll = begin_own_timed_poll(slot);
+        assert!(slot.request(poll));
         let heard = slot.own_timer_signals();
         let deadline = Instant::now() + Duration::from_secs(10);
         while slot.own_timer_signals() == heard {
@@ -482,11 +479,9 @@ mod tests {
     fn a_request_signal_whose_request_the_own_timer_took_is_not_passed_on() {
         const SIGNAL: libc::c_int = libc::SIGUSR2;
         on_a_worker_thread(SIGNAL, |slot| {
-            let poll = begin_own_timed_poll(slot);
-            // The monitor claims a request and is about to send its signal ...
-            assert!(slot.request(poll));
-            // ... when the timer fires and its signal takes the request.
-            wait_for_the_own_timer_to_take_the_request(slot);
+            // The monitor claims a request and is about to send its signal, when the timer
+            // fires and its signal takes the request.
+            let_the_own_timer_take_a_request_being_sent(slot);
             // The monitor's signal arrives.
             request_signal(slot, SIGNAL);
             slot.request_sent();
@@ -623,9 +618,7 @@ mod tests {
     fn another_senders_signal_after_a_request_the_own_timer_took_is_passed_on() {
         let signal = libc::SIGRTMAX() - 3;
         on_a_worker_thread(signal, |slot| {
-            let poll = begin_own_timed_poll(slot);
-            assert!(slot.request(poll));
-            wait_for_the_own_timer_to_take_the_request(slot);
+            let_the_own_timer_take_a_request_being_sent(slot);
             // The monitor returns from sending the signal the kernel merged away.
             slot.request_sent();
             foreign_signal(signal);
@@ -663,9 +656,7 @@ mod tests {
             slot.end_poll();
             // The own timer's signal takes a request the monitor is still sending; that
             // request's signal comes with its origin lost.
-            let poll = begin_own_timed_poll(slot);
-            assert!(slot.request(poll));
-            wait_for_the_own_timer_to_take_the_request(slot);
+            let_the_own_timer_take_a_request_being_sent(slot);
             origin_lost_signal(signal);
             slot.request_sent();
             assert_eq!(

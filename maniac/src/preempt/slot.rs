@@ -25,7 +25,8 @@
 //! after a deferral), the kernel drops the timer's signal at delivery, and the request's with
 //! it (seen on Linux 6.18; a test in `signal` shows it: a 600 s soak at 100 µs lost a request
 //! once or twice in 3–6 M preemptions, and each left its worker unpreempted for the rest of
-//! the run).
+//! the run). A request's signal sent while another sender's signal to that thread is pending
+//! is merged into that one too, which the handler passes on: the request waits for renewal.
 //! The request would then stay pending for good, and coalescing would silence the monitor for
 //! that worker. So the monitor renews a request it finds pending, unchanged, at two looks
 //! between which the worker thread ran for a retry period (its CPU time, read through its
@@ -250,7 +251,9 @@ pub(crate) struct WorkerSlot {
     /// The poll the own timer times, [`NOT_TIMED`] if none (module doc).
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     timed_poll: AtomicU64,
-    /// Whether a signal of the own timer took a pending request (module doc).
+    /// Whether a signal of ours took a pending request while that request's own signal was
+    /// still on its way; consulted only by a signal whose siginfo the kernel lost (module doc,
+    /// "own_timer").
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     request_absorbed: AtomicBool,
     /// The own timer's signals handled so far, for the monitor's backup (module doc).
@@ -415,9 +418,26 @@ impl WorkerSlot {
     /// `info` must be the siginfo the kernel passed to an `SA_SIGINFO` handler.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) unsafe fn is_own_timer(&self, info: *const libc::siginfo_t) -> bool {
-        // SAFETY: the caller's promise; a timer's siginfo carries the sigevent's value.
+        // SAFETY: the caller's promise.
+        unsafe { self.is_carried_by(info, libc::SI_TIMER) }
+    }
+
+    /// Whether `info` is of kind `code` (`SI_TIMER`, `SI_QUEUE`: kinds that carry a value)
+    /// with this slot's address as its value, as the runtime's own signals are (module doc,
+    /// `signal` rule 2). Async-signal-safe.
+    ///
+    /// # Safety
+    /// `info` must be the siginfo the kernel passed to an `SA_SIGINFO` handler.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) unsafe fn is_carried_by(
+        &self,
+        info: *const libc::siginfo_t,
+        code: libc::c_int,
+    ) -> bool {
+        // SAFETY: the caller's promise; the siginfo of a kind that carries a value has it
+        // where `si_value` reads it (timers and queued signals alike).
         unsafe {
-            (*info).si_code == libc::SI_TIMER
+            (*info).si_code == code
                 && ptr::eq(
                     (*info).si_value().sival_ptr.cast_const(),
                     ptr::from_ref(self).cast(),
@@ -553,9 +573,9 @@ impl WorkerSlot {
         self.request_absorbed.store(true, Ordering::Relaxed);
     }
 
-    /// For the handler: whether a request's signal that finds no request pending is one whose
-    /// request another signal of ours took (then it is ours, not another sender's).
-    /// Async-signal-safe.
+    /// For the handler: clears the mark and says whether it was set: for a signal of ours that
+    /// finds no request, or one whose siginfo the kernel lost, which is then ours (module doc,
+    /// "own_timer"). Async-signal-safe.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(crate) fn take_request_absorbed(&self) -> bool {
         self.request_absorbed.swap(false, Ordering::Relaxed)
@@ -883,9 +903,10 @@ impl WorkerPreemptionStats {
         self.longest_poll
     }
 
-    /// Requests whose signal did not come, so that the monitor sent another: the kernel drops
-    /// a request's signal merged into the worker's own timer's when that timer is re-armed
-    /// before delivery (`maniac::preempt` module doc, "The mechanism").
+    /// Requests whose signal had not come after the worker thread ran a retry period, so that
+    /// the monitor sent another: lost (the kernel drops a request's signal merged into the
+    /// worker's own timer's when that timer is re-armed before delivery) or late
+    /// (`maniac::preempt` module doc, "The mechanism").
     pub fn requests_renewed(&self) -> u64 {
         self.requests_renewed
     }
