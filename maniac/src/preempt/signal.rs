@@ -609,6 +609,85 @@ mod tests {
         });
     }
 
+    /// Rule 2's lost-origin case, the absorbed mark's pending branch: the own timer's signal
+    /// takes a request whose signal is already sent but still pending (here queued behind it
+    /// while the thread blocks both), and that signal arrives with its origin lost, finding no
+    /// request: ours, by the mark the timer's signal left because it saw it pending. The mark
+    /// is then spent: the next lost-origin signal is another sender's. A real-time signal, so
+    /// that both instances queue in the order sent.
+    #[test]
+    fn a_lost_origin_signal_pending_while_the_own_timer_takes_its_request_is_ours() {
+        let signal = libc::SIGRTMAX() - 5;
+        on_a_worker_thread(signal, |slot| {
+            let poll = begin_own_timed_poll(slot);
+            mask(libc::SIG_BLOCK, signal);
+            wait_for_the_own_timer(signal);
+            // The monitor's request, whose signal the kernel queues without its siginfo.
+            assert!(slot.request(poll));
+            origin_lost_signal(signal);
+            slot.request_sent();
+            let heard = slot.own_timer_signals();
+            mask(libc::SIG_UNBLOCK, signal);
+            assert!(
+                slot.own_timer_signals() > heard,
+                "the timer's signal was not handled"
+            );
+            assert!(!is_pending(signal), "the request's signal was not handled");
+            assert_eq!(
+                earlier_action_runs(signal),
+                1,
+                "the lost-origin signal of a request the own timer took while it was pending \
+                 was passed on"
+            );
+            origin_lost_signal(signal);
+            assert_eq!(
+                earlier_action_runs(signal),
+                2,
+                "the absorbed mark outlived the signal it was for"
+            );
+        });
+    }
+
+    /// Rule 2's lost-origin case, the absorbed mark's renewed branch: a renewed request's
+    /// first (late) signal takes it while the monitor is still sending the second, which
+    /// arrives with its origin lost and finds no request: ours, by the mark, and the mark is
+    /// then spent.
+    #[test]
+    fn a_renewed_requests_second_signal_with_its_origin_lost_is_ours() {
+        let signal = libc::SIGRTMAX() - 6;
+        on_a_worker_thread(signal, |slot| {
+            slot.begin_poll();
+            let poll = slot.running_poll().unwrap();
+            mask(libc::SIG_BLOCK, signal);
+            assert!(slot.request(poll));
+            request_signal(slot, signal);
+            slot.request_sent();
+            let held = slot.pending_request();
+            assert!(slot.renew_request(held, poll));
+            // The first signal takes the renewed request while the second is being sent ...
+            mask(libc::SIG_UNBLOCK, signal);
+            assert_eq!(
+                slot.pending_request(),
+                0,
+                "the first signal took no request"
+            );
+            // ... which the kernel delivers without its siginfo.
+            origin_lost_signal(signal);
+            slot.request_sent();
+            assert_eq!(
+                earlier_action_runs(signal),
+                1,
+                "the renewed request's lost-origin second signal was passed on"
+            );
+            origin_lost_signal(signal);
+            assert_eq!(
+                earlier_action_runs(signal),
+                2,
+                "the absorbed mark outlived the signal it was for"
+            );
+        });
+    }
+
     /// Rule 2: a signal is ours by its siginfo, not by what it finds. The own timer's signal
     /// takes a request whose signal the monitor is still sending, and that signal never
     /// comes on its own (the kernel merged it into the timer's, as a signal sent while the
