@@ -10,7 +10,9 @@
 //! - the x87 stack (seven 80-bit values, full precision) and its control word, a different rounding
 //!   mode and precision per task;
 //! - the MXCSR rounding mode (a different one per task) with all 16 `xmm` registers, in assembly and
-//!   in compiled Rust floating-point code.
+//!   in compiled Rust floating-point code;
+//! - the thread's `errno` (not the machine's, but the code's to read after a failed call; a
+//!   different value per task).
 //!
 //! Several such tasks share each worker of a runtime whose quantum is the shortest (100 µs), so
 //! every task is preempted many times in the middle of its loop and the other tasks run with their
@@ -770,6 +772,53 @@ fn mxcsr_rounding_modes_survive_preemption() {
             assert_eq!(reference.1 & 0xFFC0, mode & 0xFFC0, "MXCSR at the end");
         }
         matches_unpreempted("mxcsr_rounding_modes_survive_preemption", jobs, references);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// errno.
+
+/// Sets this thread's `errno` to `value`, computes for `iterations` steps and checks every few
+/// hundred that `errno` is still `value`; returns the result and how many checks found it
+/// changed.
+#[inline(never)]
+fn errno_loop(seed: u64, value: i32, iterations: u64) -> (u64, u32) {
+    // SAFETY: errno is this thread's; the task's poll never leaves its thread.
+    unsafe { *libc::__errno_location() = value };
+    let mut x = seed | 1;
+    let mut changed = 0u32;
+    let mut i = 0;
+    while i < iterations {
+        x = preempt_common::opaque(preempt_common::mix(x));
+        // SAFETY: as above.
+        if i % 512 == 0 && unsafe { *libc::__errno_location() } != value {
+            changed += 1;
+        }
+        i += 1;
+    }
+    (x, changed)
+}
+
+#[test]
+fn errno_survives_preemption() {
+    preempt_common::bounded_test(|| {
+        if !supported("errno_survives_preemption") {
+            return;
+        }
+        let iterations = if cfg!(debug_assertions) {
+            400_000
+        } else {
+            4_000_000
+        };
+        let jobs: Vec<Job<(u64, u32)>> = (0..6)
+            .map(|task| {
+                Arc::new(move || errno_loop(2 * task + 1, 1000 + task as i32, iterations)) as Job<_>
+            })
+            .collect();
+        let references = unpreempted(&jobs);
+        assert_distinct(&references);
+        assert!(references.iter().all(|&(_, changed)| changed == 0));
+        matches_unpreempted("errno_survives_preemption", jobs, references);
     });
 }
 

@@ -37,7 +37,9 @@
 //!    could). It rewrites the interrupted context so that, on return from the signal, the thread
 //!    runs the trampoline as if the interrupted instruction had called it (`signal`). The
 //!    trampoline saves every general register, the flags and the whole extended state (XSAVE with
-//!    the OS's mask), and calls the Switch operation of `coroutine`: the generator with the
+//!    the OS's mask), and calls the Switch operation of `coroutine`, keeping the thread's `errno`
+//!    across it (the tasks that run meanwhile set it; the interrupted code may be about to read
+//!    it after a failed call): the generator with the
 //!    interrupted poll on it goes to the worker's pinned queue, and the worker continues on
 //!    another generator (`trampoline`).
 //! 4. **Resuming.** The worker resumes the switched poll from its pinned queue, on the same

@@ -37,8 +37,9 @@
 //! 3. Give the code that runs next a default floating-point environment (`fninit`, MXCSR 0x1F80,
 //!    `vzeroupper` where AVX is on): the task's own is saved, and the worker loop that continues
 //!    after the switch must not compute with the interrupted task's rounding mode.
-//! 4. `call maniac_preempt_entry`, which performs the Switch operation. It returns when the task
-//!    is resumed, on this same thread.
+//! 4. `call maniac_preempt_entry`, which performs the Switch operation, keeping the thread's
+//!    `errno` across it (other tasks set it meanwhile). It returns when the task is resumed, on
+//!    this same thread.
 //! 5. `xrstor64`, restore `rsp` from `rbp`, pop the registers and the flags, and `ret 128`: the
 //!    `ret` pops the interrupted `rip`, and the immediate discards the red zone's 128 bytes, so
 //!    `rsp` is exactly the interrupted value again.
@@ -122,7 +123,14 @@ extern "C" fn maniac_preempt_entry() {
         slot.note_preemption();
         slot.set_preempted_waiting(true);
     });
+    // errno is the thread's, not the machine's, but the interrupted code may be between a call
+    // that set it and its read of it; the tasks that run meanwhile set it too (every read
+    // that would block leaves EAGAIN). The handler kept it as it found it.
+    // SAFETY: errno is this thread's, and the poll resumes on this thread.
+    let errno = unsafe { *libc::__errno_location() };
     let switched = crate::coroutine::switch_now();
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
     slot.inspect(|slot| slot.set_preempted_waiting(false));
     debug_assert!(
         switched.is_ok(),
