@@ -118,10 +118,19 @@
 //! to be unsafe to interrupt; for such code the hazards above and their remedies apply. So does
 //! a waker written in the program itself: crates call wakers with their own locks held
 //! (event-listener notifies under its list's lock), and a waker's code is the program's.
-//! The price of denying the standard library whole is latency, not safety: a poll that spends
-//! its time inside a std, core or alloc function that was not inlined into the task's own code
-//! (sorting a huge slice, say) is preempted only when it comes back to its own code, or at the
-//! end of the poll.
+//! The price of denying the standard library whole would be latency: most hogs spend their
+//! time in library functions the compiler did not inline (reading the clock, sorting, hash-map
+//! inserts, formatting). So a poll inside a *pure* one (`core`, `alloc`, std's collections and
+//! clock; libc's and the vDSO's clock functions) is preempted there when the frames above it,
+//! walked with the call-frame information, lead through pure functions only to the task's own
+//! code (`safepoint` rule 3, counted by
+//! [`WorkerPreemptionStats::library_calls_preempted`]); called from std's I/O or locks, or any
+//! other denied code, it is not. What remains deferred is impure library code (std's I/O and
+//! synchronisation, libc's `malloc` and `memcpy`), until the poll comes back to its own code
+//! or ends. The inlining limitation above reaches further: a pure function called from denied
+//! code that the compiler inlined into the task's own is taken as called by the task (a
+//! generic writer's `write_fmt` adapter is inlined so, harmlessly: it holds nothing; a
+//! lock-holding crate's generic code could be too).
 //!
 //! ## Where it runs
 //! Linux on x86_64, multi-thread runtimes (a current-thread runtime's next `block_on` may run on
@@ -137,6 +146,8 @@ mod signal;
 mod slot;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod trampoline;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod unwind;
 
 use std::io;
 use std::marker::PhantomData;

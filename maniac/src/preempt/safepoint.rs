@@ -26,6 +26,15 @@
 //!    symbol table (demangled names, [`is_denied`]); a stripped executable has no symbol table,
 //!    and then rule 3 reduces to "in the executable" (said once on stderr).
 //!
+//!    **Library calls** (`unwind`): an instruction inside a *pure* library function, one that
+//!    holds nothing for its caller ([`is_pure`]: `core`, `alloc`, std's collections and clock,
+//!    libc's and the vDSO's clock functions), is allowed too when the frames above it, walked
+//!    with the call-frame information, pass through pure functions only up to a return into the
+//!    task's own code. *Why it is safe:* what makes an instruction in such a function unsafe to
+//!    leave is a caller holding something (a lock, a borrow) across the call, and the walk sees
+//!    every caller up to the task's code, which could hold things at any instruction anyway;
+//!    any frame it cannot read, or a denied one, ends it with a deferral.
+//!
 //!    **The one exception: a task waiting for a std lock** ([`LOCK_WAITS`]). A task that blocks
 //!    on a `std::sync::Mutex`, an `RwLock` or a `Once` (`OnceLock`, `LazyLock`) held by a task
 //!    preempted on the same worker would block that worker for good: the holder can only resume
@@ -54,6 +63,7 @@
 use std::sync::OnceLock;
 
 use super::DeferReason;
+use super::unwind;
 use crate::coroutine;
 use crate::runtime::context;
 
@@ -169,17 +179,13 @@ fn demangled(symbol: &str) -> String {
     format!("{:#}", rustc_demangle::demangle(symbol))
 }
 
-/// Whether rule 3 denies the function with this demangled name (see [`DENIED_PATHS`]).
-pub(crate) fn is_denied(name: &str) -> bool {
-    let denied_path = |path: &str| {
-        DENIED_PATHS.iter().any(|prefix| path.starts_with(prefix))
-            && !EXEMPT_PATHS.iter().any(|prefix| path.starts_with(prefix))
-    };
-    if has_denied_symbol_prefix(name) {
-        return true;
-    }
+/// Whose code a function with this demangled name is, as rule 3's path lists see it: its path;
+/// for an impl `<Type as Trait>::f`, `Type`'s path, or, for a type that is not a path (a
+/// primitive, a slice, a reference to one), `Trait`'s; `None` for an inherent impl of such a type
+/// (`<[T]>::sort`), which only `core`, `alloc` and `std` have.
+fn owner(name: &str) -> Option<&str> {
     let Some(impl_header) = name.strip_prefix('<') else {
-        return denied_path(name);
+        return Some(name);
     };
     // `<Type as Trait>::f` or `<Type>::f`.
     let header_end = impl_header.find(">::").unwrap_or(impl_header.len());
@@ -200,8 +206,45 @@ pub(crate) fn is_denied(name: &str) -> bool {
         || ["fn(", "unsafe ", "extern ", "dyn "]
             .iter()
             .any(|prefix| self_type.starts_with(prefix));
-    // A type that is not a path has its inherent impls in `core`/`alloc`/`std` only.
-    denied_path(self_type) || (not_a_path && trait_path.is_none_or(denied_path))
+    if not_a_path {
+        trait_path
+    } else {
+        Some(self_type)
+    }
+}
+
+/// Whether rule 3 denies the function with this demangled name (see [`DENIED_PATHS`]).
+pub(crate) fn is_denied(name: &str) -> bool {
+    has_denied_symbol_prefix(name)
+        || owner(name).is_none_or(|path| {
+            DENIED_PATHS.iter().any(|prefix| path.starts_with(prefix))
+                && !EXEMPT_PATHS.iter().any(|prefix| path.starts_with(prefix))
+        })
+}
+
+/// The paths (demangled, by prefix) of the executable's pure functions, which hold nothing for
+/// their caller (`unwind` module doc), but for [`IMPURE_PATHS`].
+pub(crate) const PURE_PATHS: &[&str] = &[
+    "core::",
+    "alloc::",
+    "hashbrown::",
+    "std::collections::",
+    "std::time::",
+    "std::sys::pal::unix::time::",
+];
+
+/// Paths under [`PURE_PATHS`] that are not: the panic machinery's entry, and the allocation
+/// shims' callers (rule 2 and the denied symbols cover what they call, but nothing needs them).
+pub(crate) const IMPURE_PATHS: &[&str] = &["core::panicking::", "alloc::alloc::"];
+
+/// Whether the function with this demangled name is a pure library function (`unwind`), which
+/// rule 3 lets the handler walk up through to the task's code.
+pub(crate) fn is_pure(name: &str) -> bool {
+    !has_denied_symbol_prefix(name)
+        && owner(name).is_none_or(|path| {
+            PURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
+                && !IMPURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
+        })
 }
 
 /// What rule 3 knows about the executable.
@@ -217,6 +260,8 @@ pub(crate) struct CodeMap {
     allowed: Option<Vec<(usize, usize)>>,
     /// The [`LOCK_WAITS`] functions, in memory (sorted; empty for a stripped executable).
     lock_waits: Vec<(usize, usize)>,
+    /// How to walk up from the code of pure library functions (`unwind`), sorted.
+    pure_rows: Vec<unwind::FrameRow>,
 }
 
 /// The interrupted thread's registers that the rules read.
@@ -228,6 +273,8 @@ pub(crate) struct Interrupted {
     pub(crate) rax: u64,
     /// The futex command, in a `futex` call.
     pub(crate) rsi: u64,
+    /// The frame pointer, for a walk up from a pure library function (`unwind`).
+    pub(crate) rbp: usize,
 }
 
 /// Where rule 3 allows a preemption.
@@ -237,6 +284,8 @@ pub(crate) enum SafePoint {
     Code,
     /// A wait for a std lock (rule 3's exception).
     LockWait,
+    /// A pure library function called from the task's own code (`unwind`).
+    LibraryCall,
 }
 
 static CODE_MAP: OnceLock<CodeMap> = OnceLock::new();
@@ -248,8 +297,10 @@ pub(crate) fn build_code_map() {
 
 impl CodeMap {
     fn read() -> CodeMap {
-        let (bias, executable) = executable_segments();
-        let (allowed, lock_waits) = match functions(bias) {
+        let mut objects = loaded_objects().into_iter();
+        let executable = objects.next().unwrap_or_default();
+        let mut pure_rows = Vec::new();
+        let (allowed, lock_waits) = match functions(executable.bias, &mut pure_rows) {
             Ok(functions) => {
                 // One missing function may just be unused (the linker drops it), but std uses
                 // its own Mutex: none at all means LTO inlined them, or std renamed them.
@@ -271,63 +322,145 @@ impl CodeMap {
                 (None, Vec::new())
             }
         };
+        for object in objects {
+            if let Err(why) = object.pure_rows(&mut pure_rows) {
+                eprintln!(
+                    "maniac: preemption reads no call-frame information from {} ({why}); a task \
+                     reading the clock is preempted only in its own code",
+                    object.name
+                );
+            }
+        }
+        unwind::sort_rows(&mut pure_rows);
         CodeMap {
-            executable,
+            executable: executable.code,
             allowed,
             lock_waits,
+            pure_rows,
         }
     }
 
-    fn contains(ranges: &[(usize, usize)], address: usize) -> bool {
+    /// Whether `address` is in the task's own code, as rule 3 allows it.
+    fn is_task_code(&self, address: usize) -> bool {
+        CodeMap::contains(&self.executable, address)
+            && self
+                .allowed
+                .as_ref()
+                .is_none_or(|allowed| CodeMap::contains(allowed, address))
+    }
+
+    pub(crate) fn contains(ranges: &[(usize, usize)], address: usize) -> bool {
         let after = ranges.partition_point(|&(start, _)| start <= address);
         after > 0 && address < ranges[after - 1].1
     }
 }
 
-/// The main executable's load bias and its executable segments, from the dynamic loader.
-fn executable_segments() -> (usize, Vec<(usize, usize)>) {
-    struct Found {
-        bias: usize,
-        segments: Vec<(usize, usize)>,
-        done: bool,
-    }
+/// An object the dynamic loader has loaded: the main executable, a shared library, the vDSO.
+#[derive(Debug, Default)]
+struct LoadedObject {
+    /// Its path as the loader has it (the vDSO's is `linux-vdso.so.1`; the executable's empty).
+    name: String,
+    /// What to add to its own addresses for addresses in memory.
+    bias: usize,
+    /// Its executable segments, `[start, end)` in memory, sorted.
+    code: Vec<(usize, usize)>,
+}
+
+/// Every loaded object, the main executable first, from the dynamic loader.
+fn loaded_objects() -> Vec<LoadedObject> {
     unsafe extern "C" fn visit(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
         data: *mut libc::c_void,
     ) -> libc::c_int {
-        // SAFETY: `data` is the `Found` passed below; `info` is valid for this call, and its
-        // program headers array has `dlpi_phnum` entries.
+        // SAFETY: `data` is the vector passed below; `info` is valid for this call, its name a
+        // C string (or null) and its program headers array has `dlpi_phnum` entries.
         unsafe {
-            let found = &mut *data.cast::<Found>();
-            if found.done {
-                return 1;
-            }
-            // The first object reported is the main executable.
-            found.done = true;
+            let objects = &mut *data.cast::<Vec<LoadedObject>>();
             let info = &*info;
-            found.bias = info.dlpi_addr as usize;
+            let name = if info.dlpi_name.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(info.dlpi_name)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            let bias = info.dlpi_addr as usize;
+            let mut code = Vec::new();
             for index in 0..usize::from(info.dlpi_phnum) {
                 let header = &*info.dlpi_phdr.add(index);
                 if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
-                    let start = found.bias + header.p_vaddr as usize;
-                    found
-                        .segments
-                        .push((start, start + header.p_memsz as usize));
+                    let start = bias + header.p_vaddr as usize;
+                    code.push((start, start + header.p_memsz as usize));
                 }
             }
-            1
+            code.sort_unstable();
+            objects.push(LoadedObject { name, bias, code });
+            0
         }
     }
-    let mut found = Found {
-        bias: 0,
-        segments: Vec::new(),
-        done: false,
-    };
-    // SAFETY: the callback only writes into `found`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut found).cast()) };
-    found.segments.sort_unstable();
-    (found.bias, found.segments)
+    let mut objects = Vec::new();
+    // SAFETY: the callback only writes into `objects`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut objects).cast()) };
+    objects
+}
+
+/// The vDSO's name in the loader's list, and the prefix of its functions' names.
+const VDSO_NAME: &str = "linux-vdso.so.1";
+const VDSO_PREFIX: &str = "__vdso_";
+
+impl LoadedObject {
+    /// Adds the rows of its pure functions (`unwind::PURE_OBJECT_FUNCTIONS`) to `rows`, for
+    /// libc and the vDSO; other shared objects have none.
+    fn pure_rows(&self, rows: &mut Vec<unwind::FrameRow>) -> Result<(), String> {
+        let file_bytes;
+        let image: &[u8] = if self.name == VDSO_NAME {
+            vdso_image().ok_or("no vDSO image")?
+        } else if self.name.contains("/libc.so") {
+            file_bytes = std::fs::read(&self.name).map_err(|e| e.to_string())?;
+            &file_bytes
+        } else {
+            return Ok(());
+        };
+        use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+        let file = object::File::parse(image).map_err(|e| e.to_string())?;
+        let pure = file
+            .dynamic_symbols()
+            .filter(|symbol| symbol.kind() == SymbolKind::Text && symbol.size() > 0)
+            .filter(|symbol| {
+                symbol.name().is_ok_and(|name| {
+                    let name = name.strip_prefix(VDSO_PREFIX).unwrap_or(name);
+                    unwind::PURE_OBJECT_FUNCTIONS.contains(&name)
+                })
+            })
+            .map(|symbol| {
+                let start = self.bias + symbol.address() as usize;
+                (start, start + symbol.size() as usize)
+            })
+            .collect();
+        let eh_frame = file.section_by_name(".eh_frame").ok_or("no .eh_frame")?;
+        let data = eh_frame.data().map_err(|e| e.to_string())?;
+        unwind::read_rows(data, eh_frame.address(), self.bias, &merge(pure), rows)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The vDSO's ELF image in memory (its headers, sections and code), from the auxiliary vector.
+fn vdso_image() -> Option<&'static [u8]> {
+    // SAFETY: getauxval has no preconditions; it returns 0 for an entry the kernel did not give.
+    let base = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } as usize;
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: the kernel maps the vDSO's whole ELF image, header first, at `base`, for the
+    // process's life; the section headers are its last part.
+    unsafe {
+        let header = &*(base as *const libc::Elf64_Ehdr);
+        let size =
+            header.e_shoff as usize + usize::from(header.e_shnum) * usize::from(header.e_shentsize);
+        Some(std::slice::from_raw_parts(base as *const u8, size))
+    }
 }
 
 /// What rule 3 takes from the executable's symbol table.
@@ -340,13 +473,15 @@ struct Functions {
     lock_waits_found: [bool; LOCK_WAITS.len()],
 }
 
-/// Reads the executable's symbol table (`CodeMap`).
-fn functions(bias: usize) -> Result<Functions, String> {
-    use object::{Object, ObjectSymbol, SymbolKind};
+/// Reads the executable's symbol table (`CodeMap`), and adds the rows of its pure functions
+/// to `pure_rows`.
+fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Functions, String> {
+    use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
     let path = std::env::current_exe().map_err(|e| e.to_string())?;
     let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
     let (mut allowed, mut denied, mut lock_waits) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pure = Vec::new();
     let mut lock_waits_found = [false; LOCK_WAITS.len()];
     for symbol in file.symbols() {
         if symbol.kind() != SymbolKind::Text || symbol.size() == 0 {
@@ -370,6 +505,9 @@ fn functions(bias: usize) -> Result<Functions, String> {
             lock_waits_found[index] = true;
         }
         if is_denied(&name) {
+            if is_pure(&name) {
+                pure.push(range);
+            }
             denied.push(range);
         } else {
             allowed.push(range);
@@ -377,6 +515,13 @@ fn functions(bias: usize) -> Result<Functions, String> {
     }
     if allowed.is_empty() && denied.is_empty() {
         return Err("the executable is stripped".into());
+    }
+    // Without its call-frame information, the executable's pure functions are denied like the
+    // rest of std (the walk finds no row).
+    if let Some(eh_frame) = file.section_by_name(".eh_frame") {
+        let data = eh_frame.data().map_err(|e| e.to_string())?;
+        unwind::read_rows(data, eh_frame.address(), bias, &merge(pure), pure_rows)
+            .map_err(|e| format!("its .eh_frame: {e}"))?;
     }
     Ok(Functions {
         allowed: subtract(&merge(allowed), &merge(denied)),
@@ -451,15 +596,13 @@ pub(crate) fn check(at: &Interrupted) -> Result<SafePoint, DeferReason> {
     let Some(map) = CODE_MAP.get() else {
         return Err(DeferReason::OutsideExecutable);
     };
-    let point = if CodeMap::contains(&map.executable, at.pc) {
-        if map
-            .allowed
-            .as_ref()
-            .is_some_and(|allowed| !CodeMap::contains(allowed, at.pc))
-        {
-            return Err(DeferReason::Denylisted);
-        }
+    let in_executable = CodeMap::contains(&map.executable, at.pc);
+    let point = if map.is_task_code(at.pc) {
         SafePoint::Code
+    } else if stack_has_room && map.is_library_call(at, stack_top) {
+        SafePoint::LibraryCall
+    } else if in_executable {
+        return Err(DeferReason::Denylisted);
     } else if stack_has_room && at.sp + 8 <= stack_top && map.is_lock_wait(at) {
         SafePoint::LockWait
     } else {
@@ -474,6 +617,20 @@ pub(crate) fn check(at: &Interrupted) -> Result<SafePoint, DeferReason> {
 }
 
 impl CodeMap {
+    /// Rule 3's library calls (`unwind`): whether the thread, interrupted in a pure library
+    /// function, was called through pure functions only from the task's code. `stack_top`: the
+    /// top of the current generator's stack, in which `at.sp` lies. Async-signal-safe.
+    fn is_library_call(&self, at: &Interrupted, stack_top: usize) -> bool {
+        let frame = unwind::Frame {
+            pc: at.pc,
+            sp: at.sp,
+            rbp: at.rbp,
+        };
+        unwind::walks_to_task_code(&self.pure_rows, frame, stack_top, |address| {
+            self.is_task_code(address)
+        })
+    }
+
     /// Rule 3's exception (module doc), for a thread interrupted outside the executable whose
     /// stack pointer lies in its generator's stack with at least 8 bytes above it.
     /// Async-signal-safe.
@@ -575,8 +732,8 @@ mod tests {
 
     #[test]
     fn this_test_binary_has_every_lock_wait() {
-        let bias = executable_segments().0;
-        let found = functions(bias).unwrap().lock_waits_found;
+        let bias = loaded_objects()[0].bias;
+        let found = functions(bias, &mut Vec::new()).unwrap().lock_waits_found;
         for (wait, found) in LOCK_WAITS.iter().zip(found) {
             assert!(
                 found,
@@ -625,7 +782,7 @@ mod tests {
             "rustc_demangle::try_demangle not allowed"
         );
         // The PLT's stubs (no sized symbol): never allowed.
-        let (bias, _) = executable_segments();
+        let bias = loaded_objects()[0].bias;
         let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let file = object::File::parse(&*data).unwrap();
         let mut stubs = 0;
@@ -639,5 +796,65 @@ mod tests {
             }
         }
         assert!(stubs > 0, "no PLT found to check");
+    }
+
+    #[test]
+    fn pure_names_are_the_clock_and_the_collections_not_their_callers() {
+        for pure in [
+            "core::slice::sort::unstable::quicksort::quicksort",
+            "<alloc::vec::Vec<T,A> as core::ops::drop::Drop>::drop",
+            "<[T]>::sort_unstable",
+            "<u64 as core::fmt::Display>::fmt",
+            "hashbrown::raw::RawTable<T,A>::reserve_rehash",
+            "<std::time::Instant>::elapsed",
+            "<std::sys::pal::unix::time::Timespec>::now",
+            "<std::collections::hash::map::HashMap<K,V,S>>::insert",
+        ] {
+            assert!(is_pure(pure), "{pure} is not pure");
+        }
+        for impure in [
+            "std::sync::mpmc::waker::SyncWaker::notify",
+            "<std::io::stdio::StdoutLock as std::io::Write>::write",
+            "<&mut [u8] as std::io::Write>::write",
+            "core::panicking::panic_fmt",
+            "alloc::alloc::exchange_malloc",
+            "__rust_alloc",
+            "tokio::sync::mpsc::chan::Tx<T,S>::send",
+            "maniac::scheduler::schedule_task",
+            "std::hash::random::RandomState::new",
+        ] {
+            assert!(!is_pure(impure), "{impure} is pure");
+        }
+    }
+
+    #[test]
+    fn this_test_binary_has_rows_for_the_clock_from_std_to_the_vdso() {
+        build_code_map();
+        let map = CODE_MAP.get().unwrap();
+        let covered = |address: usize| {
+            let after = map.pure_rows.partition_point(|row| row.start <= address);
+            after > 0 && address < map.pure_rows[after - 1].end
+        };
+        let now = std::time::Instant::now as fn() -> std::time::Instant as usize;
+        assert!(covered(now), "no row for Instant::now");
+        assert!(
+            !map.is_task_code(now),
+            "Instant::now is taken for the task's code"
+        );
+        let libc_clock = libc::clock_gettime as *const () as usize;
+        assert!(covered(libc_clock), "no row for libc's clock_gettime");
+        let vdso = loaded_objects()
+            .into_iter()
+            .find(|object| object.name == VDSO_NAME)
+            .expect("no vDSO loaded");
+        assert!(
+            map.pure_rows
+                .iter()
+                .any(|row| CodeMap::contains(&vdso.code, row.start)),
+            "no row in the vDSO"
+        );
+        // A denied function that is not pure has none.
+        let internal = crate::scheduler::schedule_task as *const () as usize;
+        assert!(!covered(internal), "a row for the scheduler");
     }
 }

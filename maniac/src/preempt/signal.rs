@@ -315,6 +315,7 @@ unsafe fn preempt_if_safe(
         sp: registers[libc::REG_RSP as usize] as usize,
         rax: registers[libc::REG_RAX as usize] as u64,
         rsi: registers[libc::REG_RSI as usize] as u64,
+        rbp: registers[libc::REG_RBP as usize] as usize,
     };
     let (pc, sp) = (at.pc, at.sp);
     // Rule 3.
@@ -327,7 +328,7 @@ unsafe fn preempt_if_safe(
     unsafe { ptr::write(return_address as *mut u64, pc as u64) };
     registers[libc::REG_RSP as usize] = return_address as i64;
     registers[libc::REG_RIP as usize] = trampoline::trampoline_address() as i64;
-    slot.count_preemption(point == safepoint::SafePoint::LockWait, by_own_timer);
+    slot.count_preemption(point, by_own_timer);
     Ok(())
 }
 

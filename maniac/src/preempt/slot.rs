@@ -270,6 +270,8 @@ pub(crate) struct WorkerSlot {
     preempted_waiting: AtomicU64,
     /// Of `preemptions`, those of a poll waiting for a std lock (`safepoint` rule 3's exception).
     lock_waits_preempted: AtomicU64,
+    /// Of `preemptions`, those inside a pure library function (`safepoint` rule 3, `unwind`).
+    library_calls_preempted: AtomicU64,
     deferred: [AtomicU64; DeferReason::ALL.len()],
     /// The longest poll the monitor has seen, in nanoseconds.
     longest_poll_ns: AtomicU64,
@@ -328,6 +330,7 @@ impl WorkerSlot {
             own_timer_preemptions: AtomicU64::new(0),
             preempted_waiting: AtomicU64::new(0),
             lock_waits_preempted: AtomicU64::new(0),
+            library_calls_preempted: AtomicU64::new(0),
             deferred: Default::default(),
             longest_poll_ns: AtomicU64::new(0),
             requests_renewed: AtomicU64::new(0),
@@ -798,13 +801,21 @@ impl WorkerSlot {
     }
 
     /// Async-signal-safe. `by_own_timer`: the own timer asked for it, not the monitor.
-    pub(crate) fn count_preemption(&self, lock_wait: bool, by_own_timer: bool) {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(crate) fn count_preemption(&self, point: super::safepoint::SafePoint, by_own_timer: bool) {
+        use super::safepoint::SafePoint;
         self.preemptions.fetch_add(1, Ordering::Relaxed);
         if by_own_timer {
             self.own_timer_preemptions.fetch_add(1, Ordering::Relaxed);
         }
-        if lock_wait {
-            self.lock_waits_preempted.fetch_add(1, Ordering::Relaxed);
+        match point {
+            SafePoint::Code => {}
+            SafePoint::LockWait => {
+                self.lock_waits_preempted.fetch_add(1, Ordering::Relaxed);
+            }
+            SafePoint::LibraryCall => {
+                self.library_calls_preempted.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.preempted.store(true, Ordering::Relaxed);
     }
@@ -844,6 +855,7 @@ impl WorkerSlot {
             preemptions: self.preemptions.load(Ordering::Relaxed),
             own_timer_preemptions: self.own_timer_preemptions.load(Ordering::Relaxed),
             lock_waits_preempted: self.lock_waits_preempted.load(Ordering::Relaxed),
+            library_calls_preempted: self.library_calls_preempted.load(Ordering::Relaxed),
             deferred: DeferReason::ALL.map(|reason| {
                 (
                     reason,
@@ -862,6 +874,7 @@ pub struct WorkerPreemptionStats {
     preemptions: u64,
     own_timer_preemptions: u64,
     lock_waits_preempted: u64,
+    library_calls_preempted: u64,
     deferred: [(DeferReason, u64); DeferReason::ALL.len()],
     longest_poll: Duration,
     requests_renewed: u64,
@@ -885,6 +898,13 @@ impl WorkerPreemptionStats {
     /// one a wait that would otherwise have blocked the worker, perhaps for good.
     pub fn lock_waits_preempted(&self) -> u64 {
         self.lock_waits_preempted
+    }
+
+    /// Of [`preemptions`](Self::preemptions), those of a poll inside a library function that
+    /// holds nothing for its caller (reading the clock, sorting, a hash map's insert), called
+    /// from the task's own code (`maniac::preempt` module doc, "What is and is not enforced").
+    pub fn library_calls_preempted(&self) -> u64 {
+        self.library_calls_preempted
     }
 
     /// Requests deferred for `reason` so far.

@@ -80,9 +80,19 @@ pub fn figures(rt: &Runtime) -> String {
         .map(|stats| stats.requests_renewed())
         .sum();
     out.push_str(&format!(
-        "; longest poll seen {longest:?}; requests renewed {renewed}"
+        "; longest poll seen {longest:?}; requests renewed {renewed}; library calls preempted {}",
+        library_calls_preempted(rt)
     ));
     out
+}
+
+/// Preemptions inside pure library functions called from a task's code, all workers together.
+pub fn library_calls_preempted(rt: &Runtime) -> u64 {
+    let metrics = rt.metrics();
+    (0..metrics.num_workers())
+        .filter_map(|worker| metrics.worker_preemption(worker))
+        .map(|stats| stats.library_calls_preempted())
+        .sum()
 }
 
 /// One step of the hogs' arithmetic (xorshift-multiply: every bit of the state matters).
