@@ -324,11 +324,7 @@ impl CodeMap {
         };
         for object in objects {
             if let Err(why) = object.pure_rows(&mut pure_rows) {
-                eprintln!(
-                    "maniac: preemption reads no call-frame information from {} ({why}); a task \
-                     reading the clock is preempted only in its own code",
-                    object.name
-                );
+                no_call_frames_notice(&object.name, &why);
             }
         }
         unwind::sort_rows(&mut pure_rows);
@@ -353,6 +349,15 @@ impl CodeMap {
         let after = ranges.partition_point(|&(start, _)| start <= address);
         after > 0 && address < ranges[after - 1].1
     }
+}
+
+/// Says on stderr that `object`'s pure functions cannot be walked up from (rule 3's library
+/// calls), and why.
+fn no_call_frames_notice(object: &str, why: &str) {
+    eprintln!(
+        "maniac: preemption reads no call-frame information from {object} ({why}); a poll \
+         inside its library functions is preempted only once back in its own code"
+    );
 }
 
 /// An object the dynamic loader has loaded: the main executable, a shared library, the vDSO.
@@ -517,11 +522,17 @@ fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Funct
         return Err("the executable is stripped".into());
     }
     // Without its call-frame information, the executable's pure functions are denied like the
-    // rest of std (the walk finds no row).
-    if let Some(eh_frame) = file.section_by_name(".eh_frame") {
-        let data = eh_frame.data().map_err(|e| e.to_string())?;
-        unwind::read_rows(data, eh_frame.address(), bias, &merge(pure), pure_rows)
-            .map_err(|e| format!("its .eh_frame: {e}"))?;
+    // rest of std (the walk finds no row); the symbol table still serves.
+    let rows = file
+        .section_by_name(".eh_frame")
+        .ok_or_else(|| "no .eh_frame".to_owned())
+        .and_then(|eh_frame| {
+            let data = eh_frame.data().map_err(|e| e.to_string())?;
+            unwind::read_rows(data, eh_frame.address(), bias, &merge(pure), pure_rows)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(why) = rows {
+        no_call_frames_notice("the executable", &why);
     }
     Ok(Functions {
         allowed: subtract(&merge(allowed), &merge(denied)),
