@@ -88,7 +88,9 @@
 //!   the program itself is preempted while it spins, like any other code of the program.)
 //! - **A `thread_local!` `RefCell` borrowed across a long computation**: another task on the same
 //!   thread sees it borrowed (a panic, with `borrow_mut`). Keep such borrows short, or inside
-//!   [`no_preempt`].
+//!   [`no_preempt`]. A long library call counts as the task's computation: inside
+//!   `TLS.with(|cell| cell.borrow_mut().sort())`, or a sort under a `parking_lot` guard (the
+//!   item above), the task is preempted in the sort.
 //! - **Locks that are reentrant per thread** (`std::io::StdoutLock`, any `ReentrantMutex`): a task
 //!   preempted while holding one makes every other task on that worker "hold" it too; a second
 //!   `println!` meets the first one's `RefCell` already borrowed. std's I/O paths are in the
@@ -120,8 +122,9 @@
 //! (event-listener notifies under its list's lock), and a waker's code is the program's.
 //! The price of denying the standard library whole would be latency: most hogs spend their
 //! time in library functions the compiler did not inline (reading the clock, sorting, hash-map
-//! inserts, formatting). So a poll inside a *pure* one (`core`, `alloc`, std's collections and
-//! clock; libc's and the vDSO's clock functions) is preempted there when the frames above it,
+//! inserts, formatting). So a poll inside a *pure* one (`core`, `alloc`, `hashbrown`, std's
+//! collections, clock and hasher, instantiated with pure types only; libc's `clock_gettime`
+//! and the vDSO's functions) is preempted there when the frames above it,
 //! walked with the call-frame information, lead through pure functions only to the task's own
 //! code (`safepoint` rule 3, counted by
 //! [`WorkerPreemptionStats::library_calls_preempted`]); called from std's I/O or locks, or any
@@ -130,7 +133,10 @@
 //! or ends. The inlining limitation above reaches further: a pure function called from denied
 //! code that the compiler inlined into the task's own is taken as called by the task (a
 //! generic writer's `write_fmt` adapter is inlined so, harmlessly: it holds nothing; a
-//! lock-holding crate's generic code could be too).
+//! lock-holding crate's generic code could be too). And a generic function instantiated in the
+//! program's own crate is named without its type arguments (Rust's legacy symbol mangling,
+//! `alloc::vec::Vec<T,A>::drop`): one of `core` or `alloc` that runs its argument's code (a
+//! `Vec` of lock guards dropped) is taken as pure.
 //!
 //! ## Where it runs
 //! Linux on x86_64, multi-thread runtimes (a current-thread runtime's next `block_on` may run on

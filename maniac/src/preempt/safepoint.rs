@@ -27,13 +27,16 @@
 //!    and then rule 3 reduces to "in the executable" (said once on stderr).
 //!
 //!    **Library calls** (`unwind`): an instruction inside a *pure* library function, one that
-//!    holds nothing for its caller ([`is_pure`]: `core`, `alloc`, std's collections and clock,
-//!    libc's and the vDSO's clock functions), is allowed too when the frames above it, walked
-//!    with the call-frame information, pass through pure functions only up to a return into the
-//!    task's own code. *Why it is safe:* what makes an instruction in such a function unsafe to
-//!    leave is a caller holding something (a lock, a borrow) across the call, and the walk sees
-//!    every caller up to the task's code, which could hold things at any instruction anyway;
-//!    any frame it cannot read, or a denied one, ends it with a deferral.
+//!    holds nothing for its caller ([`is_pure`]: every path its name mentions, type arguments
+//!    included, under `core`, `alloc`, `hashbrown`, std's collections, clock or hasher; libc's
+//!    `clock_gettime` and the vDSO's functions), is allowed too when the frames above it,
+//!    walked with the call-frame information, pass through pure functions only up to a return
+//!    into the task's own code. *Why it is safe:* such a function holds nothing of its own, and
+//!    runs no code of an impure type (its name would mention it: a generic's type arguments
+//!    are its code's, inlined or called); what remains is a caller holding something across
+//!    the call, and the walk sees every caller up to the task's code, which could hold things
+//!    at any of its own instructions anyway. A frame it cannot read, or a denied one, ends it
+//!    with a deferral.
 //!
 //!    **The one exception: a task waiting for a std lock** ([`LOCK_WAITS`]). A task that blocks
 //!    on a `std::sync::Mutex`, an `RwLock` or a `Once` (`OnceLock`, `LazyLock`) held by a task
@@ -56,9 +59,10 @@
 //!    thread's own, a signal stack) there is nothing to switch, and a stack too full to take the
 //!    frame would overflow into the guard page.
 //!
-//! The handler reads only what this module built before any signal could arrive (a sorted,
-//! immutable table behind a `OnceLock`) and const-initialised thread-locals: no allocation, no
-//! locks.
+//! The handler reads only what this module built before any signal could arrive (sorted,
+//! immutable tables behind a `OnceLock`), const-initialised thread-locals and, for a library
+//! call, the interrupted stack (up to 64 frames, every word within the current generator's
+//! stack): no allocation, no locks.
 
 use std::sync::OnceLock;
 
@@ -231,20 +235,38 @@ pub(crate) const PURE_PATHS: &[&str] = &[
     "std::collections::",
     "std::time::",
     "std::sys::pal::unix::time::",
+    "std::hash::random::DefaultHasher",
 ];
 
-/// Paths under [`PURE_PATHS`] that are not: the panic machinery's entry, and the allocation
-/// shims' callers (rule 2 and the denied symbols cover what they call, but nothing needs them).
+/// Paths under [`PURE_PATHS`] that are not: the panic machinery (a task preempted on its way
+/// into a panic would be between std's panic hook and its panic count), and the allocator's
+/// entry points (they call the global allocator, which may hold its per-thread state).
 pub(crate) const IMPURE_PATHS: &[&str] = &["core::panicking::", "alloc::alloc::"];
 
+/// Every path a demangled name mentions: its own, its impl's type and trait, and the generic
+/// arguments, tuple members and `dyn` traits its type or function is instantiated with (but
+/// not the continuations after a `>::`, which belong to a path already counted).
+fn mentioned_paths(name: &str) -> impl Iterator<Item = &str> {
+    name.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '$' || c == '.'))
+        .filter(|token| token.contains("::") && !token.starts_with("::"))
+}
+
 /// Whether the function with this demangled name is a pure library function (`unwind`), which
-/// rule 3 lets the handler walk up through to the task's code.
+/// rule 3 lets the handler walk up through to the task's code: every path it mentions is pure,
+/// and it mentions one. The type arguments count because a generic function runs their code,
+/// often inlined into itself: `core::ptr::drop_in_place<std::io::StdoutLock>` is std's lock
+/// release, whatever its path says. (A generic function instantiated in the program's own
+/// crate is named without its arguments, `alloc::vec::Vec<T,A>`: `maniac::preempt` module doc,
+/// "What is and is not enforced".) A name that mentions no path (a C function linked into the
+/// executable) is not pure.
 pub(crate) fn is_pure(name: &str) -> bool {
+    let pure_path = |path: &str| {
+        PURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
+            && !IMPURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
+    };
     !has_denied_symbol_prefix(name)
-        && owner(name).is_none_or(|path| {
-            PURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
-                && !IMPURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
-        })
+        && mentioned_paths(name).next().is_some()
+        && mentioned_paths(name).all(pure_path)
 }
 
 /// What rule 3 knows about the executable.
@@ -369,6 +391,8 @@ struct LoadedObject {
     bias: usize,
     /// Its executable segments, `[start, end)` in memory, sorted.
     code: Vec<(usize, usize)>,
+    /// The build id in its notes, as loaded (`NT_GNU_BUILD_ID`), if it has one.
+    build_id: Option<Vec<u8>>,
 }
 
 /// Every loaded object, the main executable first, from the dynamic loader.
@@ -379,7 +403,8 @@ fn loaded_objects() -> Vec<LoadedObject> {
         data: *mut libc::c_void,
     ) -> libc::c_int {
         // SAFETY: `data` is the vector passed below; `info` is valid for this call, its name a
-        // C string (or null) and its program headers array has `dlpi_phnum` entries.
+        // C string (or null) and its program headers array has `dlpi_phnum` entries; a note
+        // segment lies inside a loaded one, so its `p_memsz` bytes at the bias are mapped.
         unsafe {
             let objects = &mut *data.cast::<Vec<LoadedObject>>();
             let info = &*info;
@@ -391,16 +416,27 @@ fn loaded_objects() -> Vec<LoadedObject> {
                     .into_owned()
             };
             let bias = info.dlpi_addr as usize;
-            let mut code = Vec::new();
+            let (mut code, mut build_id) = (Vec::new(), None);
             for index in 0..usize::from(info.dlpi_phnum) {
                 let header = &*info.dlpi_phdr.add(index);
+                let start = bias + header.p_vaddr as usize;
                 if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
-                    let start = bias + header.p_vaddr as usize;
                     code.push((start, start + header.p_memsz as usize));
+                }
+                if header.p_type == libc::PT_NOTE && build_id.is_none() {
+                    // The loader maps every note segment (they lie in a loaded segment).
+                    let notes =
+                        std::slice::from_raw_parts(start as *const u8, header.p_memsz as usize);
+                    build_id = gnu_build_id(notes).map(<[u8]>::to_vec);
                 }
             }
             code.sort_unstable();
-            objects.push(LoadedObject { name, bias, code });
+            objects.push(LoadedObject {
+                name,
+                bias,
+                code,
+                build_id,
+            });
             0
         }
     }
@@ -410,16 +446,20 @@ fn loaded_objects() -> Vec<LoadedObject> {
     objects
 }
 
+/// The file of the running executable.
+const RUNNING_EXECUTABLE: &str = "/proc/self/exe";
+
 /// The vDSO's name in the loader's list, and the prefix of its functions' names.
 const VDSO_NAME: &str = "linux-vdso.so.1";
 const VDSO_PREFIX: &str = "__vdso_";
 
 impl LoadedObject {
-    /// Adds the rows of its pure functions (`unwind::PURE_OBJECT_FUNCTIONS`) to `rows`, for
-    /// libc and the vDSO; other shared objects have none.
+    /// Adds the rows of its pure functions (`unwind::PURE_LIBC_FUNCTIONS`,
+    /// `PURE_VDSO_FUNCTIONS`) to `rows`, for libc and the vDSO; other shared objects have none.
     fn pure_rows(&self, rows: &mut Vec<unwind::FrameRow>) -> Result<(), String> {
         let file_bytes;
-        let image: &[u8] = if self.name == VDSO_NAME {
+        let vdso = self.name == VDSO_NAME;
+        let image: &[u8] = if vdso {
             vdso_image().ok_or("no vDSO image")?
         } else if self.name.contains("/libc.so") {
             file_bytes = std::fs::read(&self.name).map_err(|e| e.to_string())?;
@@ -429,14 +469,24 @@ impl LoadedObject {
         };
         use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
         let file = object::File::parse(image).map_err(|e| e.to_string())?;
+        // The file at the path may have been replaced (an upgrade) since the process loaded
+        // it: its symbols and call frames would describe other code.
+        let file_build_id = file.build_id().map_err(|e| e.to_string())?;
+        if !vdso && (file_build_id.is_none() || file_build_id != self.build_id.as_deref()) {
+            return Err(
+                "the file is not the one this process loaded (no or another build id)".into(),
+            );
+        }
         let pure = file
             .dynamic_symbols()
             .filter(|symbol| symbol.kind() == SymbolKind::Text && symbol.size() > 0)
             .filter(|symbol| {
-                symbol.name().is_ok_and(|name| {
-                    let name = name.strip_prefix(VDSO_PREFIX).unwrap_or(name);
-                    unwind::PURE_OBJECT_FUNCTIONS.contains(&name)
-                })
+                symbol
+                    .name()
+                    .is_ok_and(|name| match name.strip_prefix(VDSO_PREFIX) {
+                        Some(name) if vdso => unwind::PURE_VDSO_FUNCTIONS.contains(&name),
+                        _ => !vdso && unwind::PURE_LIBC_FUNCTIONS.contains(&name),
+                    })
             })
             .map(|symbol| {
                 let start = self.bias + symbol.address() as usize;
@@ -446,9 +496,31 @@ impl LoadedObject {
         let eh_frame = file.section_by_name(".eh_frame").ok_or("no .eh_frame")?;
         let data = eh_frame.data().map_err(|e| e.to_string())?;
         unwind::read_rows(data, eh_frame.address(), self.bias, &merge(pure), rows)
-            .map(drop)
             .map_err(|e| e.to_string())
     }
+}
+
+/// The `NT_GNU_BUILD_ID` note's descriptor in an ELF note segment, if it has one.
+fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let word = |bytes: &[u8], at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|word| u32::from_ne_bytes(word.try_into().unwrap()) as usize)
+    };
+    let padded = |size: usize| size.checked_add(3).map(|size| size & !3);
+    while notes.len() >= 12 {
+        let (name_size, descriptor_size, kind) =
+            (word(notes, 0)?, word(notes, 4)?, word(notes, 8)?);
+        let descriptor_at = 12 + padded(name_size)?;
+        let next = descriptor_at.checked_add(padded(descriptor_size)?)?;
+        let name = notes.get(12..12 + name_size)?;
+        if kind == NT_GNU_BUILD_ID as usize && name == b"GNU\0" {
+            return notes.get(descriptor_at..descriptor_at + descriptor_size);
+        }
+        notes = notes.get(next..)?;
+    }
+    None
 }
 
 /// The vDSO's ELF image in memory (its headers, sections and code), from the auxiliary vector.
@@ -482,8 +554,10 @@ struct Functions {
 /// to `pure_rows`.
 fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Functions, String> {
     use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
-    let path = std::env::current_exe().map_err(|e| e.to_string())?;
-    let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The running executable's own file, even if it was replaced or removed since it started
+    // (its path would then name another file, whose symbols describe other code).
+    let data =
+        std::fs::read(RUNNING_EXECUTABLE).map_err(|e| format!("{RUNNING_EXECUTABLE}: {e}"))?;
     let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
     let (mut allowed, mut denied, mut lock_waits) = (Vec::new(), Vec::new(), Vec::new());
     let mut pure = Vec::new();
@@ -794,7 +868,7 @@ mod tests {
         );
         // The PLT's stubs (no sized symbol): never allowed.
         let bias = loaded_objects()[0].bias;
-        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let data = std::fs::read(RUNNING_EXECUTABLE).unwrap();
         let file = object::File::parse(&*data).unwrap();
         let mut stubs = 0;
         for section in file.sections() {
@@ -814,8 +888,10 @@ mod tests {
         for pure in [
             "core::slice::sort::unstable::quicksort::quicksort",
             "<alloc::vec::Vec<T,A> as core::ops::drop::Drop>::drop",
-            "<[T]>::sort_unstable",
+            "core::slice::<impl [T]>::sort_unstable",
+            "core::slice::sort::unstable::sort::<u64, <u64 as core::cmp::PartialOrd>::lt>",
             "<u64 as core::fmt::Display>::fmt",
+            "<std::hash::random::DefaultHasher as core::hash::Hasher>::write",
             "hashbrown::raw::RawTable<T,A>::reserve_rehash",
             "<std::time::Instant>::elapsed",
             "<std::sys::pal::unix::time::Timespec>::now",
@@ -833,6 +909,20 @@ mod tests {
             "tokio::sync::mpsc::chan::Tx<T,S>::send",
             "maniac::scheduler::schedule_task",
             "std::hash::random::RandomState::new",
+            // Generic code of core and alloc instantiated with impure types runs their code.
+            "core::ptr::drop_in_place<std::sync::poison::mutex::MutexGuard<u8>>",
+            "core::ptr::drop_in_place<std::sync::reentrant_lock::ReentrantLockGuard<\
+             core::cell::RefCell<std::io::stdio::StdoutRaw>>>",
+            "<alloc::boxed::Box<std::io::stdio::Stdout> as std::io::Write>::write_fmt",
+            "<core::pin::Pin<&mut tokio::sync::notify::Notified> as core::future::future::Future>::poll",
+            "<alloc::sync::Arc<tokio::runtime::scheduler::Handle>>::drop_slow",
+            "<(alloc::vec::Vec<u8>, tokio::sync::Mutex<u8>) as core::cmp::PartialEq>::eq",
+            "core::ops::function::FnOnce::call_once::<tokio::task::spawn::{closure#0}, ()>",
+            "<dyn maniac::Foo>::bar",
+            "core::ptr::drop_in_place<myapp::Connection>",
+            // No path at all: C code linked into the executable, or a slice's method unnamed.
+            "malloc",
+            "<[T]>::sort",
         ] {
             assert!(!is_pure(impure), "{impure} is pure");
         }
@@ -867,5 +957,29 @@ mod tests {
         // A denied function that is not pure has none.
         let internal = crate::scheduler::schedule_task as *const () as usize;
         assert!(!covered(internal), "a row for the scheduler");
+    }
+
+    #[test]
+    fn the_build_id_is_found_among_other_notes() {
+        let note = |name: &[u8], kind: u32, descriptor: &[u8]| {
+            let mut bytes = Vec::new();
+            for word in [name.len() as u32, descriptor.len() as u32, kind] {
+                bytes.extend(word.to_ne_bytes());
+            }
+            for part in [name, descriptor] {
+                bytes.extend(part);
+                bytes.resize(bytes.len().next_multiple_of(4), 0);
+            }
+            bytes
+        };
+        let mut notes = note(b"GNU\0", 1, &[0; 16]);
+        notes.extend(note(b"GNU\0", 3, &[0xab, 0xcd, 0xef]));
+        assert_eq!(gnu_build_id(&notes), Some(&[0xab, 0xcd, 0xef][..]));
+        assert_eq!(gnu_build_id(&notes[..20]), None, "a note cut short");
+        assert_eq!(
+            gnu_build_id(&note(b"XYZ\0", 3, &[1])),
+            None,
+            "another vendor's note"
+        );
     }
 }

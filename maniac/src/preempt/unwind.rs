@@ -17,13 +17,15 @@
 //! stops, and the request is deferred as before.
 //!
 //! ## Pure functions
-//! In the executable, by demangled path (`safepoint::is_pure`): `core` and `alloc` (no locks or
-//! thread-locals of their own), `hashbrown`, `std::collections` and std's clock (`std::time`
-//! and its Unix implementation); not `core::panicking` or `alloc::alloc`. Outside it, by
-//! symbol: libc's and the vDSO's clock functions ([`PURE_OBJECT_FUNCTIONS`]), which hold no
-//! state at all (the vDSO's read the kernel's time page under a sequence count and retry). Not
-//! `memcpy` and its kind: pure too, but kept deferred, as the preemption issue asks.
-//!
+//! In the executable, by demangled name (`safepoint::is_pure`): every path the name mentions,
+//! type arguments included, is under `core` or `alloc` (no locks or thread-locals of their
+//! own; not `core::panicking` or `alloc::alloc`), `hashbrown`, `std::collections`, std's clock
+//! (`std::time` and its Unix implementation) or std's `DefaultHasher`. Outside it, by symbol:
+//! libc's `clock_gettime` ([`PURE_LIBC_FUNCTIONS`]) and the vDSO's functions but
+//! `getrandom` ([`PURE_VDSO_FUNCTIONS`]), which hold no state at all (the vDSO's read the
+//! kernel's time page under a sequence count and retry). libc's other functions stay out,
+//! `memcpy` and its kind too: nothing says which of them keep state for their callers.
+
 //! ## Rows
 //! At start-up, for the pure functions only, the call-frame information (`.eh_frame`, which every
 //! Rust function, glibc and the vDSO carry for unwinding) is evaluated with `gimli` into rows:
@@ -43,22 +45,23 @@ use std::ops::Range;
 
 use gimli::{CfaRule, CieOrFde, EhFrame, LittleEndian, RegisterRule, UnwindSection, X86_64};
 
-/// Library functions outside the executable that hold nothing (module doc): libc's names, and
-/// the vDSO's without their `__vdso_` prefix.
-pub(crate) const PURE_OBJECT_FUNCTIONS: &[&str] = &[
+/// libc's functions that hold nothing (module doc). (Its `time` and `gettimeofday` are
+/// resolvers of indirect functions, which bind to the vDSO's.)
+pub(crate) const PURE_LIBC_FUNCTIONS: &[&str] =
+    &["clock_gettime", "__clock_gettime", "__clock_gettime64"];
+
+/// The vDSO's functions that hold nothing (module doc), without their `__vdso_` prefix.
+pub(crate) const PURE_VDSO_FUNCTIONS: &[&str] = &[
     "clock_gettime",
-    "__clock_gettime",
-    "__clock_gettime64",
     "gettimeofday",
-    "__gettimeofday",
     "time",
     "clock_getres",
     "getcpu",
 ];
 
 /// The most frames the walk goes up through before it gives up (`Instant::elapsed` to the vDSO
-/// is four).
-const MOST_FRAMES: usize = 32;
+/// is four; a debug build's quicksort recurses, each level a few frames of `core`).
+const MOST_FRAMES: usize = 64;
 
 /// How a row finds the caller's frame (module doc, "Rows").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,29 +86,30 @@ pub(crate) struct Frame {
 
 /// Appends to `rows` the rows of the functions whose code `pure` lists (sorted `[start, end)`
 /// ranges in memory) from an object's `.eh_frame` section `eh_frame`, which its own addresses
-/// put at `eh_frame_address`, loaded `bias` bytes from them. Returns how many FDEs it read.
+/// put at `eh_frame_address`, loaded `bias` bytes from them. (Every pointer in the `.eh_frame`
+/// of x86_64 code is relative to its own place, so the section's address is the only base.)
 pub(crate) fn read_rows(
     eh_frame: &[u8],
     eh_frame_address: u64,
     bias: usize,
     pure: &[(usize, usize)],
     rows: &mut Vec<FrameRow>,
-) -> gimli::Result<usize> {
+) -> gimli::Result<()> {
     let section = EhFrame::new(eh_frame, LittleEndian);
     let bases = gimli::BaseAddresses::default().set_eh_frame(eh_frame_address);
     let mut context = gimli::UnwindContext::new();
     let mut entries = section.entries(&bases);
-    let mut fdes = 0;
     while let Some(entry) = entries.next()? {
         let CieOrFde::Fde(partial) = entry else {
             continue;
         };
         let fde = partial.parse(|section, bases, offset| section.cie_from_offset(bases, offset))?;
         let function = bias.wrapping_add(fde.initial_address() as usize);
-        if !super::safepoint::CodeMap::contains(pure, function) {
+        // A signal frame's return address is not a call site: the walk's `- 1` would be wrong.
+        if fde.cie().is_signal_trampoline() || !super::safepoint::CodeMap::contains(pure, function)
+        {
             continue;
         }
-        fdes += 1;
         let mut table = fde.rows(&section, &bases, &mut context)?;
         while let Some(row) = table.next_row()? {
             let CfaRule::RegisterAndOffset { register, offset } = *row.cfa() else {
@@ -139,11 +143,11 @@ pub(crate) fn read_rows(
             });
         }
     }
-    Ok(fdes)
+    Ok(())
 }
 
 /// Sorts `rows` for [`walks_to_task_code`]. Rows of one object never overlap; should two
-/// objects' do, the later is dropped (the walk must find one rule per address).
+/// objects' do, one of them is dropped (the walk must find one rule per address).
 pub(crate) fn sort_rows(rows: &mut Vec<FrameRow>) {
     rows.sort_unstable_by_key(|row| row.start);
     let mut end = 0;
@@ -321,19 +325,27 @@ mod tests {
         assert!(!walks_to_task_code(&below, frame, stack.top(), is_task));
     }
 
-    #[test]
-    fn a_walk_that_goes_on_too_long_gives_up() {
-        // A function that called itself more often than the walk goes up.
+    /// A function that called itself `depth` times from the task: a stack of its frames (8
+    /// bytes each, CFA = rsp + 8), the task's return address above the last.
+    fn recursion(depth: usize) -> (FakeStack, Vec<FrameRow>, Frame) {
         let mut stack = FakeStack {
-            words: vec![0x5020; MOST_FRAMES + 4],
+            words: vec![0x5020; depth],
         };
+        stack.words.push(0x1234);
         stack.words.push(0);
-        let rows = vec![rsp_row(PURE_A, 8)];
         let frame = Frame {
             pc: 0x5010,
             sp: stack.address(0),
             rbp: 0,
         };
+        (stack, vec![rsp_row(PURE_A, 8)], frame)
+    }
+
+    #[test]
+    fn a_walk_gives_up_after_its_most_frames() {
+        let (stack, rows, frame) = recursion(MOST_FRAMES - 1);
+        assert!(walks_to_task_code(&rows, frame, stack.top(), is_task));
+        let (stack, rows, frame) = recursion(MOST_FRAMES);
         assert!(!walks_to_task_code(&rows, frame, stack.top(), is_task));
     }
 
