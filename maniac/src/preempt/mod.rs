@@ -96,10 +96,11 @@
 //!   `println!` meets the first one's `RefCell` already borrowed. std's I/O paths are in the
 //!   denylist, so a task is not preempted *inside* `println!`; one that holds `stdout().lock()`
 //!   across its own computation must do that computation inside [`no_preempt`].
-//! - **A global allocator linked into the executable** (mimalloc, jemalloc): its code is in the
-//!   executable, so rule 3 would allow preempting it with its per-thread state half-updated; wrap
-//!   it in [`crate::alloc::NoPreempt`]. The system allocator lives in libc and is never
-//!   interrupted.
+//! - **A global allocator written in Rust** linked into the executable: rule 3 would allow
+//!   preempting it with its per-thread state half-updated; wrap it in
+//!   [`crate::alloc::NoPreempt`]. The system allocator lives in libc, and the C code of
+//!   mimalloc or jemalloc under their Rust wrappers has no Rust symbol names: rule 3 never
+//!   interrupts either (the wrapper costs nothing there, and keeps its Rust shims out too).
 //!
 //! ## What is and is not enforced
 //! Rules 1, 2 and 4 are checked exactly; rule 2 includes "the thread is not panicking" (std's

@@ -12,10 +12,13 @@
 //!    hook, or destructors during unwinding, which are user code) counts as inside one: std's
 //!    panic count is per thread, and another task panicking on it meanwhile would abort the
 //!    process ("thread panicked while processing panic").
-//! 3. **The interrupted instruction is in the main executable, outside the denylist.** *Why:* code
-//!    in other objects (libc, the vDSO, `libgcc_s`) is not ours to reason about: `malloc` holding
-//!    its arena lock, `memcpy` in the middle of a copy from a buffer another task may free. Inside
-//!    the executable, the denylist covers what holds locks or thread-local state on behalf of its
+//! 3. **The interrupted instruction is in the main executable's Rust code, outside the
+//!    denylist.** *Why:* code in other objects (libc, the vDSO, `libgcc_s`) is not ours to
+//!    reason about: `malloc` holding its arena lock, `memcpy` in the middle of a copy from a
+//!    buffer another task may free; nor is C, C++ or assembly linked into the executable
+//!    (a bundled SQLite holding its mutex, jemalloc), known by a symbol name that is not
+//!    Rust's ([`is_rust_symbol`]; a few arithmetic builtins excepted). Inside the
+//!    executable's Rust code, the denylist covers what holds locks or thread-local state on behalf of its
 //!    caller: the runtime whole (its scheduling, drivers and pools, and its wakers, which other
 //!    crates call with their own locks held) and corosensei's switching;
 //!    the whole standard library (`std`, `core`, `alloc`: its locks are held across calls into
@@ -169,6 +172,60 @@ fn lock_wait_index(name: &str) -> Option<usize> {
         None => name.to_owned(),
     };
     LOCK_WAITS.iter().position(|wait| *wait == path)
+}
+
+/// Functions with C names that Rust code calls for plain arithmetic (compiler-builtins: 128-bit
+/// division and multiplication, `f64 %`, rounding, where the target has no instruction for
+/// them), which rule 3 allows as the task's own code: leaves that hold nothing. Any other
+/// function under a name that is not Rust's is denied.
+pub(crate) const ARITHMETIC_BUILTINS: &[&str] = &[
+    "__udivti3",
+    "__umodti3",
+    "__divti3",
+    "__modti3",
+    "__udivmodti4",
+    "__divmodti4",
+    "__muloti4",
+    "__multi3",
+    "__ashlti3",
+    "__ashrti3",
+    "__lshrti3",
+    "fmod",
+    "fmodf",
+    "floor",
+    "floorf",
+    "ceil",
+    "ceilf",
+    "trunc",
+    "truncf",
+    "round",
+    "roundf",
+    "fma",
+    "fmaf",
+];
+
+/// Whether a raw symbol name is a Rust function's: v0-mangled (`_R`), or legacy-mangled
+/// (`_ZN`, ending in the 16-digit hash `17h…E`, which C++ names lack), perhaps with an LLVM
+/// suffix (`.llvm.123`). Rule 3 denies code under any other name (module doc): C, C++ or
+/// assembly linked into the executable (a bundled SQLite holding its mutex, jemalloc's or
+/// mimalloc's allocator, a static libc) is no more ours to reason about than libc's.
+fn is_rust_symbol(name: &str) -> bool {
+    // Not at the first dot: legacy names spell a path's `::` inside them as `..`.
+    let name = name.find(".llvm.").map_or(name, |at| &name[..at]);
+    if name.starts_with("_R") {
+        return rustc_demangle::try_demangle(name).is_ok();
+    }
+    let Some(body) = name
+        .strip_prefix("_ZN")
+        .and_then(|body| body.strip_suffix('E'))
+    else {
+        return false;
+    };
+    body.len() > 19
+        && body.is_char_boundary(body.len() - 19)
+        && body[body.len() - 19..]
+            .strip_prefix("17h")
+            .is_some_and(|hash| hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Whether `name` starts with one of [`DENIED_SYMBOLS`].
@@ -578,6 +635,15 @@ fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Funct
             denied.push(range);
             continue;
         }
+        // C (or C++, or assembly) linked into the executable: as little ours as libc's.
+        if !is_rust_symbol(name) {
+            if ARITHMETIC_BUILTINS.contains(&name) {
+                allowed.push(range);
+            } else {
+                denied.push(range);
+            }
+            continue;
+        }
         let name = demangled(name);
         if let Some(index) = lock_wait_index(&name) {
             lock_waits.push(range);
@@ -980,6 +1046,47 @@ mod tests {
             gnu_build_id(&note(b"XYZ\0", 3, &[1])),
             None,
             "another vendor's note"
+        );
+    }
+
+    #[test]
+    fn rust_symbols_are_told_from_c_and_cpp() {
+        for rust in [
+            "_ZN4core3fmt5write17h0123456789abcdefE",
+            "_ZN4core3fmt5write17h0123456789abcdefE.llvm.4242",
+            "_ZN102_$LT$core..slice..sort..unstable..quicksort..GapGuardRaw$LT$T$GT$$u20$as$u20$\
+             core..ops..drop..Drop$GT$4drop17h2b8e289d2e9acd7fE",
+            "_RNvCs1234_7mycrate3hog",
+        ] {
+            assert!(is_rust_symbol(rust), "{rust} taken for C");
+        }
+        for c in [
+            "sqlite3_step",
+            "_rjem_mallocx",
+            "_ZN6__asan9Allocator8AllocateEmmPNS_20BufferedStackTraceE",
+            "_ZN7snappy11RawCompressEPKcmPcPm",
+            "main",
+            "_RNotv0",
+        ] {
+            assert!(!is_rust_symbol(c), "{c} taken for Rust");
+        }
+    }
+
+    #[test]
+    fn this_test_binary_denies_its_c_code() {
+        build_code_map();
+        let map = CODE_MAP.get().unwrap();
+        let bias = loaded_objects()[0].bias;
+        let data = std::fs::read(RUNNING_EXECUTABLE).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        use object::{Object, ObjectSymbol};
+        let start = file
+            .symbols()
+            .find(|symbol| symbol.name() == Ok("_start") && symbol.size() > 0)
+            .expect("no _start in the test binary");
+        assert!(
+            !map.is_task_code(bias + start.address() as usize),
+            "the C start-up code is allowed"
         );
     }
 }
