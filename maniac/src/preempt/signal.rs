@@ -471,6 +471,32 @@ mod tests {
         assert!(slot.take_request().is_none(), "the timer left the request");
     }
 
+    /// Begins a poll its own timer times on `slot` (the calling thread's) with the real-time
+    /// `signal` blocked, lets the timer fire (its signal waits in the queue), claims a request
+    /// for that poll and has `send` queue the request's signal behind the timer's, as the
+    /// monitor would while the timer's handler runs; then unblocks the signal and checks that
+    /// the timer's signal took the request and the request's signal was handled after it.
+    fn let_the_own_timer_take_a_request_whose_signal_is_pending(
+        slot: &WorkerSlot,
+        signal: libc::c_int,
+        send: impl FnOnce(),
+    ) {
+        let poll = begin_own_timed_poll(slot);
+        mask(libc::SIG_BLOCK, signal);
+        wait_for_the_own_timer(signal);
+        assert!(slot.request(poll));
+        send();
+        slot.request_sent();
+        let heard = slot.own_timer_signals();
+        mask(libc::SIG_UNBLOCK, signal);
+        assert!(
+            slot.own_timer_signals() > heard,
+            "the timer's signal was not handled"
+        );
+        assert!(slot.take_request().is_none(), "the timer left the request");
+        assert!(!is_pending(signal), "the request's signal was not handled");
+    }
+
     /// Rule 2, `slot` module doc ("own_timer"): when the own timer's signal takes a request
     /// whose signal the monitor is still sending (`SENDING`), that signal, which then finds no
     /// request, is still ours, not passed on to the action installed before ours. Real
@@ -510,22 +536,9 @@ mod tests {
     fn a_request_signal_pending_while_the_own_timer_takes_its_request_is_not_passed_on() {
         let signal = libc::SIGRTMAX() - 1;
         on_a_worker_thread(signal, |slot| {
-            let poll = begin_own_timed_poll(slot);
-            mask(libc::SIG_BLOCK, signal);
-            // The timer fires: its signal waits in the queue.
-            wait_for_the_own_timer(signal);
-            // The monitor claims a request and sends its signal, which queues behind.
-            assert!(slot.request(poll));
-            request_signal(slot, signal);
-            slot.request_sent();
-            let heard = slot.own_timer_signals();
-            mask(libc::SIG_UNBLOCK, signal);
-            assert!(
-                slot.own_timer_signals() > heard,
-                "the timer's signal was not handled"
-            );
-            assert!(slot.take_request().is_none(), "the timer left the request");
-            assert!(!is_pending(signal), "the request's signal was not handled");
+            let_the_own_timer_take_a_request_whose_signal_is_pending(slot, signal, || {
+                request_signal(slot, signal);
+            });
             assert_eq!(
                 earlier_action_runs(signal),
                 1,
@@ -620,20 +633,10 @@ mod tests {
     fn a_lost_origin_signal_pending_while_the_own_timer_takes_its_request_is_ours() {
         let signal = libc::SIGRTMAX() - 5;
         on_a_worker_thread(signal, |slot| {
-            let poll = begin_own_timed_poll(slot);
-            mask(libc::SIG_BLOCK, signal);
-            wait_for_the_own_timer(signal);
             // The monitor's request, whose signal the kernel queues without its siginfo.
-            assert!(slot.request(poll));
-            origin_lost_signal(signal);
-            slot.request_sent();
-            let heard = slot.own_timer_signals();
-            mask(libc::SIG_UNBLOCK, signal);
-            assert!(
-                slot.own_timer_signals() > heard,
-                "the timer's signal was not handled"
-            );
-            assert!(!is_pending(signal), "the request's signal was not handled");
+            let_the_own_timer_take_a_request_whose_signal_is_pending(slot, signal, || {
+                origin_lost_signal(signal);
+            });
             assert_eq!(
                 earlier_action_runs(signal),
                 1,
