@@ -136,8 +136,10 @@
 //! generic writer's `write_fmt` adapter is inlined so, harmlessly: it holds nothing; a
 //! lock-holding crate's generic code could be too). And a generic function instantiated in the
 //! program's own crate is named without its type arguments (Rust's legacy symbol mangling,
-//! `alloc::vec::Vec<T,A>::drop`): one of `core` or `alloc` that runs its argument's code (a
-//! `Vec` of lock guards dropped) is taken as pure.
+//! `alloc::vec::Vec<T,A>`): of those of `core` and `alloc`, the ones whose work is dropping
+//! elements (a container's `Drop`, `truncate`, `clear`, `retain`, `Arc`'s `drop_slow`) are
+//! kept out, but any other that runs its argument's code (a closure's call, a poll through a
+//! `Pin`) is judged by its path alone.
 //!
 //! ## Where it runs
 //! Linux on x86_64, multi-thread runtimes (a current-thread runtime's next `block_on` may run on

@@ -308,22 +308,36 @@ fn mentioned_paths(name: &str) -> impl Iterator<Item = &str> {
         .filter(|token| token.contains("::") && !token.starts_with("::"))
 }
 
+/// What a generic function whose type arguments its name hides may still be judged by: the
+/// methods whose work is to drop elements (a container's `Drop`, `Arc`'s `drop_slow`,
+/// `truncate`, `clear`, `retain`) run their elements' drops, which may be a lock's release.
+const DROPS_ELEMENTS: &[&str] = &[
+    "core::ops::drop::Drop>::drop",
+    "::drop_slow",
+    "::truncate",
+    "::clear",
+    "::retain",
+];
+
 /// Whether the function with this demangled name is a pure library function (`unwind`), which
 /// rule 3 lets the handler walk up through to the task's code: every path it mentions is pure,
 /// and it mentions one. The type arguments count because a generic function runs their code,
 /// often inlined into itself: `core::ptr::drop_in_place<std::io::StdoutLock>` is std's lock
-/// release, whatever its path says. (A generic function instantiated in the program's own
-/// crate is named without its arguments, `alloc::vec::Vec<T,A>`: `maniac::preempt` module doc,
-/// "What is and is not enforced".) A name that mentions no path (a C function linked into the
-/// executable) is not pure.
-pub(crate) fn is_pure(name: &str) -> bool {
+/// release, whatever its path says. `arguments_hidden`: the symbol is legacy-mangled, so a
+/// generic function instantiated in the program's own crate is named without its arguments
+/// (`alloc::vec::Vec<T,A>`); then one that drops elements ([`DROPS_ELEMENTS`]) is not pure,
+/// and the rest are judged by their paths (`maniac::preempt` module doc, "What is and is not
+/// enforced"). A name that mentions no path (a C function) is not pure.
+pub(crate) fn is_pure(name: &str, arguments_hidden: bool) -> bool {
     let pure_path = |path: &str| {
         PURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
             && !IMPURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
     };
+    let drops_elements = || DROPS_ELEMENTS.iter().any(|method| name.contains(method));
     !has_denied_symbol_prefix(name)
         && mentioned_paths(name).next().is_some()
         && mentioned_paths(name).all(pure_path)
+        && !(arguments_hidden && drops_elements())
 }
 
 /// What rule 3 knows about the executable.
@@ -644,13 +658,14 @@ fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Funct
             }
             continue;
         }
+        let arguments_hidden = name.starts_with("_ZN");
         let name = demangled(name);
         if let Some(index) = lock_wait_index(&name) {
             lock_waits.push(range);
             lock_waits_found[index] = true;
         }
         if is_denied(&name) {
-            if is_pure(&name) {
+            if is_pure(&name, arguments_hidden) {
                 pure.push(range);
             }
             denied.push(range);
@@ -953,7 +968,7 @@ mod tests {
     fn pure_names_are_the_clock_and_the_collections_not_their_callers() {
         for pure in [
             "core::slice::sort::unstable::quicksort::quicksort",
-            "<alloc::vec::Vec<T,A> as core::ops::drop::Drop>::drop",
+            "<alloc::vec::Vec<u8> as core::ops::drop::Drop>::drop",
             "core::slice::<impl [T]>::sort_unstable",
             "core::slice::sort::unstable::sort::<u64, <u64 as core::cmp::PartialOrd>::lt>",
             "<u64 as core::fmt::Display>::fmt",
@@ -963,7 +978,7 @@ mod tests {
             "<std::sys::pal::unix::time::Timespec>::now",
             "<std::collections::hash::map::HashMap<K,V,S>>::insert",
         ] {
-            assert!(is_pure(pure), "{pure} is not pure");
+            assert!(is_pure(pure, false), "{pure} is not pure");
         }
         for impure in [
             "std::sync::mpmc::waker::SyncWaker::notify",
@@ -990,7 +1005,26 @@ mod tests {
             "malloc",
             "<[T]>::sort",
         ] {
-            assert!(!is_pure(impure), "{impure} is pure");
+            assert!(!is_pure(impure, false), "{impure} is pure");
+        }
+        // Legacy-mangled: the type arguments hidden, a function that drops elements is out.
+        assert!(is_pure("alloc::vec::Vec<T,A>::push", true));
+        assert!(is_pure(
+            "core::slice::sort::unstable::quicksort::quicksort",
+            true
+        ));
+        for drops in [
+            "<alloc::vec::Vec<T,A> as core::ops::drop::Drop>::drop",
+            "<hashbrown::raw::RawTable<T,A> as core::ops::drop::Drop>::drop",
+            "alloc::sync::Arc<T,A>::drop_slow",
+            "alloc::vec::Vec<T,A>::truncate",
+            "alloc::collections::vec_deque::VecDeque<T,A>::clear",
+            "alloc::vec::Vec<T,A>::retain_mut",
+        ] {
+            assert!(
+                !is_pure(drops, true),
+                "{drops} is pure with its arguments hidden"
+            );
         }
     }
 
