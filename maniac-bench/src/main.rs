@@ -53,7 +53,7 @@ const HANG_TIMEOUT: Duration = Duration::from_secs(60);
 /// Usage text.
 const USAGE: &str = "\
 usage: maniac-bench [--quick] [--json] [--workers N] [--only NAME[,NAME]] [--reps N] [--verbose]
-                    [--preemption off|on|both] [--seconds S]
+                    [--preemption off|on|both] [--seconds S] [--clock-hogs]
 
   --quick        5 repetitions and fewer iterations per repetition (suite under a minute)
   --json         one JSON object per line on stdout (header goes to stderr)
@@ -66,6 +66,8 @@ usage: maniac-bench [--quick] [--json] [--workers N] [--only NAME[,NAME]] [--rep
   --preemption M maniac's preemption in the suite and the memory figure: on (default, 1 ms
                  quantum), off, or both (each repetition runs both; ratio on/off per workload)
   --seconds S    measuring time of each preempt_latency contender (default 2, 0.4 with --quick)
+  --clock-hogs   preempt_latency's hogs read the clock at every step (`Instant::elapsed`: most
+                 of their time inside std, libc and the vDSO) instead of pure arithmetic
   --monitor P    priority of maniac's preemption monitor in the suite: realtime (default, as
                  the runtime's) or normal (Builder::preemption_realtime_monitor)
 
@@ -126,6 +128,8 @@ struct Options {
     preemption: PreemptionMode,
     /// `--seconds`, for `preempt_latency`.
     seconds: Option<Duration>,
+    /// `--clock-hogs`: what `preempt_latency`'s hogs compute.
+    hog_work: preempt::HogWork,
 }
 
 impl Options {
@@ -140,6 +144,7 @@ impl Options {
         let mut memory_child = None;
         let mut preemption = PreemptionMode::On;
         let mut seconds = None;
+        let mut hog_work = preempt::HogWork::Arithmetic;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -162,6 +167,7 @@ impl Options {
                 "--quick" => quick = true,
                 "--json" => json = true,
                 "--verbose" | "-v" => verbose = true,
+                "--clock-hogs" => hog_work = preempt::HogWork::ClockReading,
                 "--workers" => workers = Some(positive("--workers", value("--workers")?)?),
                 "--reps" => reps = Some(positive("--reps", value("--reps")?)?),
                 "--preemption" => preemption = PreemptionMode::parse(&value("--preemption")?)?,
@@ -215,6 +221,7 @@ impl Options {
             memory_child,
             preemption,
             seconds,
+            hog_work,
         })
     }
 
@@ -672,9 +679,13 @@ fn run_preemption_measurements(options: &Options) {
             preempt::LATENCY_MEASURE
         });
         if !options.json {
+            let work = match options.hog_work {
+                preempt::HogWork::Arithmetic => "",
+                preempt::HogWork::ClockReading => ", reading the clock at every step",
+            };
             println!(
                 "\npreemption: wake latency of a ticker sleeping {:?} beside {} CPU hogs ({:?} jobs, \
-                 no .await inside) on {} workers;\n{:.1} s per contender, {reps} repetitions, \
+                 no .await inside{work}) on {} workers;\n{:.1} s per contender, {reps} repetitions, \
                  medians; goal: p99.9 within one quantum + 200 µs",
                 preempt::TICK,
                 2 * options.workers,
@@ -697,7 +708,13 @@ fn run_preemption_measurements(options: &Options) {
             );
         }
         let (results, others) = preempt::NoiseMeter::around(|| {
-            preempt::run_latency(options.workers, reps, measure, options.verbose)
+            preempt::run_latency(
+                options.workers,
+                options.hog_work,
+                reps,
+                measure,
+                options.verbose,
+            )
         });
         let tokio_p999 = results
             .iter()
@@ -706,9 +723,13 @@ fn run_preemption_measurements(options: &Options) {
         for (contender, run) in &results {
             if options.json {
                 println!(
-                    "{{\"bench\":\"preempt_latency\",\"runtime\":{},\"workers\":{},\"ticks\":{},\
+                    "{{\"bench\":\"preempt_latency\",\"hogs\":{},\"runtime\":{},\"workers\":{},\"ticks\":{},\
                      \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"jobs\":{},\
                      \"preemptions\":{},\"deferred\":{},\"others_cores\":{}}}",
+                    json_string(match options.hog_work {
+                        preempt::HogWork::Arithmetic => "arithmetic",
+                        preempt::HogWork::ClockReading => "clock_reading",
+                    }),
                     json_string(contender.name),
                     options.workers,
                     json_number(run.ticks, 0),

@@ -11,6 +11,10 @@
 //! 100 µs, maniac with preemption off, and tokio (`maniac-bench/preempt_bench.sh` adds Go, with
 //! the same workload in `maniac-bench/go`, `-mode latency`). Per repetition every contender runs once,
 //! in an order that rotates; the report gives each figure's median over the repetitions.
+//! With `--clock-hogs` each job is [`read_the_clock`] instead: the same arithmetic with a clock
+//! read at every step, most of its time inside std's `Instant`, libc and the vDSO, where maniac
+//! preempts only by walking up to the task's code (`maniac::preempt`, "What is and is not
+//! enforced").
 //!
 //! ## `preempt_cost`: cost per preemption and throughput loss
 //! On W workers, 2W tasks each compute a fixed amount of work (about [`COST_TASK`] each) in one
@@ -118,6 +122,35 @@ pub fn compute(steps: u64, stop: &AtomicBool) -> u64 {
         x ^= x >> 29;
         x = black_box(x);
         if i & 0xF_FFFF == 0 && stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    x
+}
+
+/// What the hogs of `preempt_latency` compute in each job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HogWork {
+    /// [`compute`]: arithmetic in the program's own code.
+    Arithmetic,
+    /// [`read_the_clock`]: arithmetic with a clock read at every step, most of the time inside
+    /// std's `Instant`, libc's `clock_gettime` and the vDSO (`--clock-hogs`).
+    ClockReading,
+}
+
+/// Arithmetic steps for `length`, reading the clock at every step to know when to end (as
+/// `while start.elapsed() < length` does), or until `stop`, looked at every 2^16 steps.
+#[inline(never)]
+pub fn read_the_clock(length: Duration, stop: &AtomicBool) -> u64 {
+    let start = Instant::now();
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut steps = 0u64;
+    while start.elapsed() < length {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        steps += 1;
+        if steps & 0xFFFF == 0 && stop.load(Ordering::Relaxed) {
             break;
         }
     }
@@ -290,12 +323,15 @@ pub struct LatencyRun {
     pub monitor_wait: f64,
 }
 
-/// A hog: job after job of `job_steps` steps, `yield_now` between jobs, until `stop`. Returns the
-/// jobs it finished.
-async fn hog<R: Rt>(job_steps: u64, stop: Arc<AtomicBool>) -> u64 {
+/// A hog: job after job of `work` ([`JOB`] long: `job_steps` steps of arithmetic), `yield_now`
+/// between jobs, until `stop`. Returns the jobs it finished.
+async fn hog<R: Rt>(work: HogWork, job_steps: u64, stop: Arc<AtomicBool>) -> u64 {
     let mut jobs = 0;
     while !stop.load(Ordering::Relaxed) {
-        black_box(compute(job_steps, &stop));
+        black_box(match work {
+            HogWork::Arithmetic => compute(job_steps, &stop),
+            HogWork::ClockReading => read_the_clock(JOB, &stop),
+        });
         jobs += 1;
         R::yield_now().await;
     }
@@ -321,12 +357,13 @@ async fn ticker<R: Rt>(spawned: Instant, stop: Arc<AtomicBool>) -> Vec<u64> {
 fn latency_workload<R: Rt>(
     rt: &R,
     workers: usize,
+    work: HogWork,
     job_steps: u64,
     measure: Duration,
 ) -> (Vec<u64>, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let hogs: Vec<_> = (0..2 * workers)
-        .map(|_| rt.rt_spawn(hog::<R>(job_steps, stop.clone())))
+        .map(|_| rt.rt_spawn(hog::<R>(work, job_steps, stop.clone())))
         .collect();
     let ticker = rt.rt_spawn(ticker::<R>(Instant::now(), stop.clone()));
     std::thread::sleep(measure);
@@ -347,6 +384,7 @@ fn latency_workload<R: Rt>(
 pub fn latency_once(
     contender: &Contender,
     workers: usize,
+    work: HogWork,
     job_steps: u64,
     measure: Duration,
 ) -> LatencyRun {
@@ -354,13 +392,13 @@ pub fn latency_once(
     let (latencies, jobs, preemptions, deferred, longest_poll) = match contender.maniac {
         None => {
             let rt = Tokio::build(workers);
-            let (latencies, jobs) = latency_workload(&rt, workers, job_steps, measure);
+            let (latencies, jobs) = latency_workload(&rt, workers, work, job_steps, measure);
             (latencies, jobs, 0, 0, Duration::ZERO)
         }
         Some(quantum) => {
             let rt = Maniac::with_preemption(workers, quantum, contender.realtime_monitor);
             let before = threads_schedstat(MONITOR_THREAD);
-            let (latencies, jobs) = latency_workload(&rt, workers, job_steps, measure);
+            let (latencies, jobs) = latency_workload(&rt, workers, work, job_steps, measure);
             let after = threads_schedstat(MONITOR_THREAD);
             // Saturating: another runtime's monitor may have gone meanwhile (only in tests).
             let waited = after[1].saturating_sub(before[1]);
@@ -398,6 +436,7 @@ pub fn latency_once(
 /// Every contender's median figures over `reps` repetitions, in [`CONTENDERS`] order.
 pub fn run_latency(
     workers: usize,
+    work: HogWork,
     reps: usize,
     measure: Duration,
     verbose: bool,
@@ -408,7 +447,7 @@ pub fn run_latency(
         for k in 0..CONTENDERS.len() {
             let index = (k + rep) % CONTENDERS.len();
             let contender = &CONTENDERS[index];
-            let run = latency_once(contender, workers, job_steps, measure);
+            let run = latency_once(contender, workers, work, job_steps, measure);
             if verbose {
                 eprintln!(
                     "  preempt_latency rep {rep} {}: {} ticks, p50 {:.0} µs, p99 {:.0} µs, \
@@ -1116,7 +1155,13 @@ mod tests {
     fn every_contender_runs() {
         let job_steps = calibrate(Duration::from_millis(5));
         for contender in &CONTENDERS {
-            let run = latency_once(contender, 2, job_steps, Duration::from_millis(100));
+            let run = latency_once(
+                contender,
+                2,
+                HogWork::Arithmetic,
+                job_steps,
+                Duration::from_millis(100),
+            );
             assert!(run.jobs > 0.0, "{}: no hog job finished", contender.name);
             assert!(
                 run.max >= run.p999 && run.p999 >= run.p50,
