@@ -25,7 +25,7 @@
 //! `getrandom` ([`PURE_VDSO_FUNCTIONS`]), which hold no state at all (the vDSO's read the
 //! kernel's time page under a sequence count and retry). libc's other functions stay out,
 //! `memcpy` and its kind too: nothing says which of them keep state for their callers.
-
+//!
 //! ## Rows
 //! At start-up, for the pure functions only, the call-frame information (`.eh_frame`, which every
 //! Rust function, glibc and the vDSO carry for unwinding) is evaluated with `gimli` into rows:

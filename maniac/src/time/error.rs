@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-/// The error of a [`timeout`](super::timeout) whose time ran out.
+/// The error of a [`timeout`](super::timeout()) whose time ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed(());
 
