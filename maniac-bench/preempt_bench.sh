@@ -4,8 +4,10 @@
 # tokio and Go, with the same workload (maniac-bench's `preempt_latency`, and
 # maniac-bench/go's `-mode latency`), in one run.
 #
-#   maniac-bench/preempt_bench.sh [--reps R] [--workers W] [--seconds S]
+#   maniac-bench/preempt_bench.sh [--reps R] [--workers W] [--seconds S] [--clock-hogs]
 #
+# With --clock-hogs the latency part's hogs read the clock at every step (maniac-bench's
+# `--clock-hogs`, the Go program's `-clock`) instead of pure arithmetic.
 # Installs Debian's golang-go if `go` is missing (apt-get, as root), builds the Go program
 # (maniac-bench/go) and maniac-bench in release, then for each of R repetitions (default 3) runs
 # the Go program's latency mode and `maniac-bench --only preempt_latency --reps 1` (which runs
@@ -26,9 +28,14 @@
 # of the medians of the per-repetition throughput loss and cost per preemption (or interrupt).
 set -euo pipefail
 
-reps=3 workers=$(nproc) seconds=2
+reps=3 workers=$(nproc) seconds=2 clock_rust="" clock_go="" hogs="CPU hogs"
 usage() { sed -n '7,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
+    if [ "$1" = --clock-hogs ]; then
+        clock_rust=--clock-hogs clock_go=-clock hogs="hogs reading the clock at every step"
+        shift
+        continue
+    fi
     [ $# -ge 2 ] || usage
     case "$1" in
         --reps) reps=$2 ;;
@@ -56,15 +63,15 @@ trap 'rm -rf "$work"' EXIT
 
 # Runs one contender family and appends its JSON lines to $work/results.
 run_go() {
-    "$work/preempt_go" -mode latency -workers "$workers" -seconds "$seconds" |
+    "$work/preempt_go" -mode latency -workers "$workers" -seconds "$seconds" $clock_go |
         tee -a "$work/results"
 }
 run_rust() {
     "$target/release/maniac-bench" --only cpu_gaps,preempt_latency --reps 1 --json \
-        --workers "$workers" --seconds "$seconds" 2>/dev/null | tee -a "$work/results"
+        --workers "$workers" --seconds "$seconds" $clock_rust 2>/dev/null | tee -a "$work/results"
 }
 
-echo "wake latency of a 1 ms ticker beside $((2 * workers)) CPU hogs (200 ms jobs) on $workers" \
+echo "wake latency of a 1 ms ticker beside $((2 * workers)) $hogs (200 ms jobs) on $workers" \
     "workers, ${seconds} s per contender, $reps repetitions, $(nproc) cores; $(go version)"
 for rep in $(seq "$reps"); do
     echo "rep $rep"

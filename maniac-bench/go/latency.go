@@ -32,11 +32,27 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 
 func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
+// readTheClock computes for `length`, reading the clock at every step to know when to end (as
+// `for time.Since(start) < length` does), or until stop, looked at every 2^16 steps: the
+// workload of maniac-bench's `preempt_latency --clock-hogs`.
+func readTheClock(length time.Duration, stop *atomic.Bool) uint64 {
+	start := time.Now()
+	x := uint64(0x9E3779B97F4A7C15)
+	for steps := uint64(1); time.Since(start) < length; steps++ {
+		x = x*6364136223846793005 + 1442695040888963407
+		if steps&0xFFFF == 0 && stop.Load() {
+			break
+		}
+	}
+	return x
+}
+
 // runLatency: 2W goroutines compute job after job of about 200 ms (runtime.Gosched between
-// jobs), while a ticker goroutine sleeps 1 ms in a loop and records its wake latency (the moment
-// it runs again minus the deadline it asked for). The main goroutine keeps the time, then stops
-// the hogs and the ticker. Prints ticks, p50/p99/p99.9/max in µs, and jobs.
-func runLatency(workers int, measure time.Duration) {
+// jobs; with `clock`, jobs of readTheClock), while a ticker goroutine sleeps 1 ms in a loop and
+// records its wake latency (the moment it runs again minus the deadline it asked for). The main
+// goroutine keeps the time, then stops the hogs and the ticker. Prints ticks, p50/p99/p99.9/max
+// in µs, and jobs.
+func runLatency(workers int, measure time.Duration, clock bool) {
 	steps := calibrate(job)
 	var stop atomic.Bool
 	var jobs atomic.Uint64
@@ -46,7 +62,12 @@ func runLatency(workers int, measure time.Duration) {
 		go func() {
 			defer hogs.Done()
 			for !stop.Load() {
-				x, _ := compute(steps, &stop)
+				var x uint64
+				if clock {
+					x = readTheClock(job, &stop)
+				} else {
+					x, _ = compute(steps, &stop)
+				}
 				sink.Store(x)
 				jobs.Add(1)
 				runtime.Gosched()

@@ -32,6 +32,7 @@ func main() {
 	task := flag.Duration("task", 500*time.Millisecond, "cost: work of one goroutine")
 	steps := flag.Uint64("steps", 0, "cost: steps of one goroutine (default: calibrated to -task)")
 	calibrateOnly := flag.Bool("calibrate", false, "cost: print the steps of -task and exit")
+	clock := flag.Bool("clock", false, "latency: the hogs read the clock at every step (time.Since)")
 	flag.Parse()
 	if *workers < 1 || *seconds <= 0 || *task <= 0 {
 		fmt.Fprintln(os.Stderr, "preempt_go: -workers, -seconds and -task must be positive")
@@ -40,7 +41,7 @@ func main() {
 	runtime.GOMAXPROCS(*workers)
 	switch *mode {
 	case "latency":
-		runLatency(*workers, time.Duration(*seconds*float64(time.Second)))
+		runLatency(*workers, time.Duration(*seconds*float64(time.Second)), *clock)
 	case "cost":
 		runCost(*workers, *task, *steps, *calibrateOnly)
 	default:
