@@ -589,6 +589,27 @@ mod tests {
         });
     }
 
+    /// Begins a poll on `slot` (the calling thread's), claims a request for it and sends its
+    /// signal while the thread blocks `signal` (the signal is late), renews the request as the
+    /// monitor would before it signals again, and unblocks: the first signal takes the renewed
+    /// request while its second signal is, as far as the handler knows, still being sent.
+    fn let_a_renewed_requests_first_signal_take_it(slot: &WorkerSlot, signal: libc::c_int) {
+        slot.begin_poll();
+        let poll = slot.running_poll().unwrap();
+        mask(libc::SIG_BLOCK, signal);
+        assert!(slot.request(poll));
+        request_signal(slot, signal);
+        slot.request_sent();
+        let held = slot.pending_request();
+        assert!(slot.renew_request(held, poll));
+        mask(libc::SIG_UNBLOCK, signal);
+        assert_eq!(
+            slot.pending_request(),
+            0,
+            "the first signal took no request"
+        );
+    }
+
     /// `slot` module doc ("requested"): a request renewed while its first signal was only late
     /// gets two signals; the first takes the renewed request while the monitor is still sending
     /// the second, and that one, finding no request, is still ours, not passed on.
@@ -596,23 +617,7 @@ mod tests {
     fn the_second_signal_of_a_renewed_request_is_not_passed_on() {
         let signal = libc::SIGRTMAX() - 2;
         on_a_worker_thread(signal, |slot| {
-            slot.begin_poll();
-            let poll = slot.running_poll().unwrap();
-            // The first signal, late: pending while the thread blocks it.
-            mask(libc::SIG_BLOCK, signal);
-            assert!(slot.request(poll));
-            request_signal(slot, signal);
-            slot.request_sent();
-            // The monitor renews the request, and is about to signal again ...
-            let held = slot.pending_request();
-            assert!(slot.renew_request(held, poll));
-            // ... when the first signal arrives and takes it.
-            mask(libc::SIG_UNBLOCK, signal);
-            assert_eq!(
-                slot.pending_request(),
-                0,
-                "the first signal took no request"
-            );
+            let_a_renewed_requests_first_signal_take_it(slot, signal);
             request_signal(slot, signal);
             slot.request_sent();
             assert_eq!(
@@ -660,22 +665,8 @@ mod tests {
     fn a_renewed_requests_second_signal_with_its_origin_lost_is_ours() {
         let signal = libc::SIGRTMAX() - 6;
         on_a_worker_thread(signal, |slot| {
-            slot.begin_poll();
-            let poll = slot.running_poll().unwrap();
-            mask(libc::SIG_BLOCK, signal);
-            assert!(slot.request(poll));
-            request_signal(slot, signal);
-            slot.request_sent();
-            let held = slot.pending_request();
-            assert!(slot.renew_request(held, poll));
-            // The first signal takes the renewed request while the second is being sent ...
-            mask(libc::SIG_UNBLOCK, signal);
-            assert_eq!(
-                slot.pending_request(),
-                0,
-                "the first signal took no request"
-            );
-            // ... which the kernel delivers without its siginfo.
+            let_a_renewed_requests_first_signal_take_it(slot, signal);
+            // The second, which the kernel delivers without its siginfo.
             origin_lost_signal(signal);
             slot.request_sent();
             assert_eq!(
