@@ -215,6 +215,7 @@ pub struct NoPreemptGuard {
 
 impl NoPreemptGuard {
     /// Holds preemption off until the guard is dropped.
+    #[inline]
     pub fn new() -> NoPreemptGuard {
         context::add_no_preempt_depth(1);
         NoPreemptGuard {
@@ -230,6 +231,7 @@ impl Default for NoPreemptGuard {
 }
 
 impl Drop for NoPreemptGuard {
+    #[inline]
     fn drop(&mut self) {
         context::add_no_preempt_depth(-1);
     }
