@@ -679,10 +679,7 @@ fn run_preemption_measurements(options: &Options) {
             preempt::LATENCY_MEASURE
         });
         if !options.json {
-            let work = match options.hog_work {
-                preempt::HogWork::Arithmetic => "",
-                preempt::HogWork::ClockReading => ", reading the clock at every step",
-            };
+            let work = options.hog_work.described();
             println!(
                 "\npreemption: wake latency of a ticker sleeping {:?} beside {} CPU hogs ({:?} jobs, \
                  no .await inside{work}) on {} workers;\n{:.1} s per contender, {reps} repetitions, \
@@ -726,10 +723,7 @@ fn run_preemption_measurements(options: &Options) {
                     "{{\"bench\":\"preempt_latency\",\"hogs\":{},\"runtime\":{},\"workers\":{},\"ticks\":{},\
                      \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"jobs\":{},\
                      \"preemptions\":{},\"deferred\":{},\"others_cores\":{}}}",
-                    json_string(match options.hog_work {
-                        preempt::HogWork::Arithmetic => "arithmetic",
-                        preempt::HogWork::ClockReading => "clock_reading",
-                    }),
+                    json_string(options.hog_work.name()),
                     json_string(contender.name),
                     options.workers,
                     json_number(run.ticks, 0),

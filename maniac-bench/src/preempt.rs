@@ -107,6 +107,16 @@ pub const QUANTA: [Duration; 2] = [Duration::from_millis(1), Duration::from_micr
 /// at the next), to set beside Go's own cost (`maniac-bench/preempt_bench.sh`).
 pub const COST_QUANTA: [Duration; 3] = [Duration::from_millis(10), QUANTA[0], QUANTA[1]];
 
+/// Where the hogs' LCG starts.
+const LCG_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// One step of the hogs' 64-bit LCG.
+#[inline(always)]
+fn lcg(x: u64) -> u64 {
+    x.wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407)
+}
+
 /// `steps` steps of a 64-bit LCG with an xor-shift: pure arithmetic, each step depending on the
 /// previous one (no vectorising, no closed form). Looks at `stop` every 2^20 steps, a plain load.
 /// Out of line, so that the loop is a function of this program's own: inlined into the task's
@@ -114,11 +124,9 @@ pub const COST_QUANTA: [Duration; 3] = [Duration::from_millis(10), QUANTA[0], QU
 /// (`maniac::preempt`, async-safe point rule 3).
 #[inline(never)]
 pub fn compute(steps: u64, stop: &AtomicBool) -> u64 {
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut x = LCG_SEED;
     for i in 0..steps {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        x = lcg(x);
         x ^= x >> 29;
         x = black_box(x);
         if i & 0xF_FFFF == 0 && stop.load(Ordering::Relaxed) {
@@ -138,17 +146,33 @@ pub enum HogWork {
     ClockReading,
 }
 
+impl HogWork {
+    /// Its name in the JSON lines (`hogs`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HogWork::Arithmetic => "arithmetic",
+            HogWork::ClockReading => "clock_reading",
+        }
+    }
+
+    /// What the report's header adds about it.
+    pub fn described(self) -> &'static str {
+        match self {
+            HogWork::Arithmetic => "",
+            HogWork::ClockReading => ", reading the clock at every step",
+        }
+    }
+}
+
 /// Arithmetic steps for `length`, reading the clock at every step to know when to end (as
 /// `while start.elapsed() < length` does), or until `stop`, looked at every 2^16 steps.
 #[inline(never)]
 pub fn read_the_clock(length: Duration, stop: &AtomicBool) -> u64 {
     let start = Instant::now();
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut x = LCG_SEED;
     let mut steps = 0u64;
     while start.elapsed() < length {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        x = lcg(x);
         steps += 1;
         if steps & 0xFFFF == 0 && stop.load(Ordering::Relaxed) {
             break;

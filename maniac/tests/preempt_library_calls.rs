@@ -13,16 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use common::TIMEOUT;
+use maniac::runtime::Handle;
 use preempt_common::{figures, join_within, library_calls_preempted, runtime, supported};
-
-/// Preemptions inside library calls so far, over the workers of the current runtime.
-fn library_calls_so_far() -> u64 {
-    let metrics = maniac::runtime::Handle::current().metrics();
-    (0..metrics.num_workers())
-        .filter_map(|worker| metrics.worker_preemption(worker))
-        .map(|stats| stats.library_calls_preempted())
-        .sum()
-}
 
 /// `n` pseudo-random words.
 fn shuffled(n: usize) -> Vec<u64> {
@@ -58,11 +50,12 @@ fn a_task_inside_a_long_sort_is_preempted() {
             let other_ran = other_ran.clone();
             async move {
                 let mut words = shuffled(n);
-                let before = library_calls_so_far();
+                let library_calls = || library_calls_preempted(&Handle::current().metrics());
+                let before = library_calls();
                 started_tx.send(()).unwrap();
                 let began = Instant::now();
                 words.sort_unstable();
-                let during = library_calls_so_far() - before;
+                let during = library_calls() - before;
                 (
                     words,
                     began.elapsed(),
@@ -148,7 +141,7 @@ fn preemptions_while_formatting(format: impl FnOnce() + Send + 'static) -> (u64,
         .expect("the formatting did not finish")
         .expect("the formatting failed");
     (
-        library_calls_preempted(&rt),
+        library_calls_preempted(&rt.metrics()),
         rt.metrics().preemptions_deferred(),
         figures(&rt),
     )
@@ -243,7 +236,7 @@ fn a_task_filling_a_hash_map_is_preempted_and_its_map_is_right() {
         );
         assert!(entries == reference, "the preempted fill's map differs");
         assert!(
-            rt.metrics().preemptions() > 10 && library_calls_preempted(&rt) > 0,
+            rt.metrics().preemptions() > 10 && library_calls_preempted(&rt.metrics()) > 0,
             "a {:?} fill was hardly preempted, or never inside the map's code ({})",
             began.elapsed(),
             figures(&rt)

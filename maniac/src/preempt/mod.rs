@@ -39,9 +39,8 @@
 //!    trampoline saves every general register, the flags and the whole extended state (XSAVE with
 //!    the OS's mask), and calls the Switch operation of `coroutine`, keeping the thread's `errno`
 //!    across it (the tasks that run meanwhile set it; the interrupted code may be about to read
-//!    it after a failed call): the generator with the
-//!    interrupted poll on it goes to the worker's pinned queue, and the worker continues on
-//!    another generator (`trampoline`).
+//!    it after a failed call): the generator with the interrupted poll on it goes to the
+//!    worker's pinned queue, and the worker continues on another generator (`trampoline`).
 //! 4. **Resuming.** The worker resumes the switched poll from its pinned queue, on the same
 //!    thread (the thread-affinity rule of `coroutine`). The trampoline restores everything and
 //!    returns to the interrupted instruction with `rsp` exactly as it was.
@@ -124,10 +123,10 @@
 //! The price of denying the standard library whole would be latency: most hogs spend their
 //! time in library functions the compiler did not inline (reading the clock, sorting, hash-map
 //! inserts, formatting). So a poll inside a *pure* one (`core`, `alloc`, `hashbrown`, std's
-//! collections, clock and hasher, instantiated with pure types only; libc's `clock_gettime`
-//! and the vDSO's functions) is preempted there when the frames above it,
-//! walked with the call-frame information, lead through pure functions only to the task's own
-//! code (`safepoint` rule 3, counted by
+//! collections, clock and hasher, instantiated with pure types only; compiler-builtins'
+//! arithmetic; libc's `clock_gettime` and the vDSO's functions) is preempted there when the
+//! frames above it, walked with the call-frame information, lead through pure functions only
+//! to the task's own code (`safepoint` rule 3, counted by
 //! [`WorkerPreemptionStats::library_calls_preempted`]); called from std's I/O or locks, or any
 //! other denied code, it is not. What remains deferred is impure library code (std's I/O and
 //! synchronisation, libc's `malloc` and `memcpy`), until the poll comes back to its own code

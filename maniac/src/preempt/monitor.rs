@@ -16,9 +16,10 @@
 //! 2. A worker whose *same* poll has run for at least the quantum gets a request: the pending
 //!    flag, then its signal (`signal::send_request`). A poll runs since the monitor first saw
 //!    it, or, for the few polls right after a preemption on its worker, since it noted its
-//!    start (`slot` module doc): so a hog that resumes after a short poll (the task the preemption let in) is
-//!    preempted one quantum after it resumed. Due times are put off to the time driver's next
-//!    tick when it comes within an eighth of a quantum: a preemption just after a tick serves
+//!    start (`slot` module doc): so a hog that resumes after a short poll (the task the
+//!    preemption let in) is preempted one quantum after it resumed. Due times are put off to
+//!    the time driver's next tick when it comes within an eighth of a quantum: a preemption
+//!    just after a tick serves
 //!    every timer due by then (the worker looks at its timers after a preemption), where one
 //!    just before it leaves them for a whole quantum (at a quantum of one tick, 100 µs,
 //!    nothing is put off by more than 12.5 µs). The monitor wakes when a worker's look is due:

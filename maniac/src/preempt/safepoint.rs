@@ -17,10 +17,10 @@
 //!    reason about: `malloc` holding its arena lock, `memcpy` in the middle of a copy from a
 //!    buffer another task may free; nor is C, C++ or assembly linked into the executable
 //!    (a bundled SQLite holding its mutex, jemalloc), known by a symbol name that is not
-//!    Rust's ([`is_rust_symbol`]; a few arithmetic builtins excepted). Inside the
-//!    executable's Rust code, the denylist covers what holds locks or thread-local state on behalf of its
-//!    caller: the runtime whole (its scheduling, drivers and pools, and its wakers, which other
-//!    crates call with their own locks held) and corosensei's switching;
+//!    Rust's ([`is_rust_symbol`]; a few arithmetic builtins are pure, below). Inside the
+//!    executable's Rust code, the denylist covers what holds locks or thread-local state on
+//!    behalf of its caller: the runtime whole (its scheduling, drivers and pools, and its
+//!    wakers, which other crates call with their own locks held) and corosensei's switching;
 //!    the whole standard library (`std`, `core`, `alloc`: its locks are held across calls into
 //!    its small generic helpers, so no list of its modules is enough); the synchronisation
 //!    crates a task commonly calls into, whole (tokio, futures, async-task, crossbeam,
@@ -176,8 +176,9 @@ fn lock_wait_index(name: &str) -> Option<usize> {
 
 /// Functions with C names that Rust code calls for plain arithmetic (compiler-builtins: 128-bit
 /// division and multiplication, `f64 %`, rounding, where the target has no instruction for
-/// them), which rule 3 allows as the task's own code: leaves that hold nothing. Any other
-/// function under a name that is not Rust's is denied.
+/// them): leaves that hold nothing, which rule 3 walks up from as from pure library functions
+/// (`unwind`; their caller may be std's code holding a lock). Any other function under a name
+/// that is not Rust's is denied.
 pub(crate) const ARITHMETIC_BUILTINS: &[&str] = &[
     "__udivti3",
     "__umodti3",
@@ -274,13 +275,16 @@ fn owner(name: &str) -> Option<&str> {
     }
 }
 
+/// Whether `path` starts with one of `prefixes` and with none of `except`.
+fn is_under(path: &str, prefixes: &[&str], except: &[&str]) -> bool {
+    prefixes.iter().any(|prefix| path.starts_with(prefix))
+        && !except.iter().any(|prefix| path.starts_with(prefix))
+}
+
 /// Whether rule 3 denies the function with this demangled name (see [`DENIED_PATHS`]).
 pub(crate) fn is_denied(name: &str) -> bool {
     has_denied_symbol_prefix(name)
-        || owner(name).is_none_or(|path| {
-            DENIED_PATHS.iter().any(|prefix| path.starts_with(prefix))
-                && !EXEMPT_PATHS.iter().any(|prefix| path.starts_with(prefix))
-        })
+        || owner(name).is_none_or(|path| is_under(path, DENIED_PATHS, EXEMPT_PATHS))
 }
 
 /// The paths (demangled, by prefix) of the executable's pure functions, which hold nothing for
@@ -329,14 +333,10 @@ const DROPS_ELEMENTS: &[&str] = &[
 /// and the rest are judged by their paths (`maniac::preempt` module doc, "What is and is not
 /// enforced"). A name that mentions no path (a C function) is not pure.
 pub(crate) fn is_pure(name: &str, arguments_hidden: bool) -> bool {
-    let pure_path = |path: &str| {
-        PURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
-            && !IMPURE_PATHS.iter().any(|prefix| path.starts_with(prefix))
-    };
     let drops_elements = || DROPS_ELEMENTS.iter().any(|method| name.contains(method));
     !has_denied_symbol_prefix(name)
         && mentioned_paths(name).next().is_some()
-        && mentioned_paths(name).all(pure_path)
+        && mentioned_paths(name).all(|path| is_under(path, PURE_PATHS, IMPURE_PATHS))
         && !(arguments_hidden && drops_elements())
 }
 
@@ -475,7 +475,7 @@ fn loaded_objects() -> Vec<LoadedObject> {
     ) -> libc::c_int {
         // SAFETY: `data` is the vector passed below; `info` is valid for this call, its name a
         // C string (or null) and its program headers array has `dlpi_phnum` entries; a note
-        // segment lies inside a loaded one, so its `p_memsz` bytes at the bias are mapped.
+        // segment is read only where one of the object's loaded segments maps it.
         unsafe {
             let objects = &mut *data.cast::<Vec<LoadedObject>>();
             let info = &*info;
@@ -487,20 +487,28 @@ fn loaded_objects() -> Vec<LoadedObject> {
                     .into_owned()
             };
             let bias = info.dlpi_addr as usize;
-            let (mut code, mut build_id) = (Vec::new(), None);
+            let (mut code, mut loaded, mut notes) = (Vec::new(), Vec::new(), Vec::new());
             for index in 0..usize::from(info.dlpi_phnum) {
                 let header = &*info.dlpi_phdr.add(index);
                 let start = bias + header.p_vaddr as usize;
-                if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
-                    code.push((start, start + header.p_memsz as usize));
-                }
-                if header.p_type == libc::PT_NOTE && build_id.is_none() {
-                    // The loader maps every note segment (they lie in a loaded segment).
-                    let notes =
-                        std::slice::from_raw_parts(start as *const u8, header.p_memsz as usize);
-                    build_id = gnu_build_id(notes).map(<[u8]>::to_vec);
+                let range = (start, start + header.p_memsz as usize);
+                match header.p_type {
+                    libc::PT_LOAD if header.p_flags & libc::PF_X != 0 => {
+                        loaded.push(range);
+                        code.push(range);
+                    }
+                    libc::PT_LOAD => loaded.push(range),
+                    libc::PT_NOTE => notes.push(range),
+                    _ => {}
                 }
             }
+            let build_id = notes
+                .into_iter()
+                .filter(|&(start, end)| loaded.iter().any(|&(from, to)| from <= start && end <= to))
+                .find_map(|(start, end)| {
+                    let notes = std::slice::from_raw_parts(start as *const u8, end - start);
+                    gnu_build_id(notes).map(<[u8]>::to_vec)
+                });
             code.sort_unstable();
             objects.push(LoadedObject {
                 name,
@@ -538,7 +546,7 @@ impl LoadedObject {
         } else {
             return Ok(());
         };
-        use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+        use object::{Object, ObjectSymbol, SymbolKind};
         let file = object::File::parse(image).map_err(|e| e.to_string())?;
         // The file at the path may have been replaced (an upgrade) since the process loaded
         // it: its symbols and call frames would describe other code.
@@ -564,10 +572,7 @@ impl LoadedObject {
                 (start, start + symbol.size() as usize)
             })
             .collect();
-        let eh_frame = file.section_by_name(".eh_frame").ok_or("no .eh_frame")?;
-        let data = eh_frame.data().map_err(|e| e.to_string())?;
-        unwind::read_rows(data, eh_frame.address(), self.bias, &merge(pure), rows)
-            .map_err(|e| e.to_string())
+        eh_frame_rows(&file, self.bias, &merge(pure), rows)
     }
 }
 
@@ -621,17 +626,31 @@ struct Functions {
     lock_waits_found: [bool; LOCK_WAITS.len()],
 }
 
+/// Adds to `rows` the rows of the functions whose code `pure` lists (sorted and merged, in
+/// memory) from `file`'s `.eh_frame`, the file loaded `bias` bytes from its own addresses.
+fn eh_frame_rows(
+    file: &object::File,
+    bias: usize,
+    pure: &[(usize, usize)],
+    rows: &mut Vec<unwind::FrameRow>,
+) -> Result<(), String> {
+    use object::{Object, ObjectSection};
+    let eh_frame = file.section_by_name(".eh_frame").ok_or("no .eh_frame")?;
+    let data = eh_frame.data().map_err(|e| e.to_string())?;
+    unwind::read_rows(data, eh_frame.address(), bias, pure, rows).map_err(|e| e.to_string())
+}
+
 /// Reads the executable's symbol table (`CodeMap`), and adds the rows of its pure functions
 /// to `pure_rows`.
 fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Functions, String> {
-    use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+    use object::{Object, ObjectSymbol, SymbolKind};
     // The running executable's own file, even if it was replaced or removed since it started
     // (its path would then name another file, whose symbols describe other code).
     let data =
         std::fs::read(RUNNING_EXECUTABLE).map_err(|e| format!("{RUNNING_EXECUTABLE}: {e}"))?;
     let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
-    let (mut allowed, mut denied, mut lock_waits) = (Vec::new(), Vec::new(), Vec::new());
-    let mut pure = Vec::new();
+    let (mut allowed, mut pure, mut impure) = (Vec::new(), Vec::new(), Vec::new());
+    let mut lock_waits = Vec::new();
     let mut lock_waits_found = [false; LOCK_WAITS.len()];
     for symbol in file.symbols() {
         if symbol.kind() != SymbolKind::Text || symbol.size() == 0 {
@@ -641,20 +660,20 @@ fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Funct
         let range = (start, start + symbol.size() as usize);
         // A name that cannot be read is denied: nothing says what the code does.
         let Ok(name) = symbol.name() else {
-            denied.push(range);
+            impure.push(range);
             continue;
         };
         // Raw as well as demangled: the sanitizers' C++ internals are matched mangled.
         if has_denied_symbol_prefix(name) {
-            denied.push(range);
+            impure.push(range);
             continue;
         }
         // C (or C++, or assembly) linked into the executable: as little ours as libc's.
         if !is_rust_symbol(name) {
             if ARITHMETIC_BUILTINS.contains(&name) {
-                allowed.push(range);
+                pure.push(range);
             } else {
-                denied.push(range);
+                impure.push(range);
             }
             continue;
         }
@@ -664,33 +683,28 @@ fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Funct
             lock_waits.push(range);
             lock_waits_found[index] = true;
         }
-        if is_denied(&name) {
-            if is_pure(&name, arguments_hidden) {
-                pure.push(range);
-            }
-            denied.push(range);
-        } else {
+        if !is_denied(&name) {
             allowed.push(range);
+        } else if is_pure(&name, arguments_hidden) {
+            pure.push(range);
+        } else {
+            impure.push(range);
         }
     }
-    if allowed.is_empty() && denied.is_empty() {
+    if allowed.is_empty() && pure.is_empty() && impure.is_empty() {
         return Err("the executable is stripped".into());
     }
+    // Aliases of one body share an address (merged functions): code under any denied name is
+    // denied, and under any impure one impure.
+    let denied = merge(pure.iter().chain(&impure).copied().collect());
+    let pure = subtract(&merge(pure), &merge(impure));
     // Without its call-frame information, the executable's pure functions are denied like the
     // rest of std (the walk finds no row); the symbol table still serves.
-    let rows = file
-        .section_by_name(".eh_frame")
-        .ok_or_else(|| "no .eh_frame".to_owned())
-        .and_then(|eh_frame| {
-            let data = eh_frame.data().map_err(|e| e.to_string())?;
-            unwind::read_rows(data, eh_frame.address(), bias, &merge(pure), pure_rows)
-                .map_err(|e| e.to_string())
-        });
-    if let Err(why) = rows {
+    if let Err(why) = eh_frame_rows(&file, bias, &pure, pure_rows) {
         no_call_frames_notice("the executable", &why);
     }
     Ok(Functions {
-        allowed: subtract(&merge(allowed), &merge(denied)),
+        allowed: subtract(&merge(allowed), &denied),
         lock_waits: merge(lock_waits),
         lock_waits_found,
     })
@@ -762,12 +776,11 @@ pub(crate) fn check(at: &Interrupted) -> Result<SafePoint, DeferReason> {
     let Some(map) = CODE_MAP.get() else {
         return Err(DeferReason::OutsideExecutable);
     };
-    let in_executable = CodeMap::contains(&map.executable, at.pc);
     let point = if map.is_task_code(at.pc) {
         SafePoint::Code
     } else if stack_has_room && map.is_library_call(at, stack_top) {
         SafePoint::LibraryCall
-    } else if in_executable {
+    } else if CodeMap::contains(&map.executable, at.pc) {
         return Err(DeferReason::Denylisted);
     } else if stack_has_room && at.sp + 8 <= stack_top && map.is_lock_wait(at) {
         SafePoint::LockWait
@@ -1032,10 +1045,7 @@ mod tests {
     fn this_test_binary_has_rows_for_the_clock_from_std_to_the_vdso() {
         build_code_map();
         let map = CODE_MAP.get().unwrap();
-        let covered = |address: usize| {
-            let after = map.pure_rows.partition_point(|row| row.start <= address);
-            after > 0 && address < map.pure_rows[after - 1].end
-        };
+        let covered = |address: usize| unwind::row_at(&map.pure_rows, address).is_some();
         let now = std::time::Instant::now as fn() -> std::time::Instant as usize;
         assert!(covered(now), "no row for Instant::now");
         assert!(
@@ -1107,20 +1117,32 @@ mod tests {
     }
 
     #[test]
-    fn this_test_binary_denies_its_c_code() {
+    fn this_test_binary_denies_its_c_code_and_walks_up_from_its_arithmetic_builtins() {
+        use object::{Object, ObjectSymbol};
         build_code_map();
         let map = CODE_MAP.get().unwrap();
         let bias = loaded_objects()[0].bias;
         let data = std::fs::read(RUNNING_EXECUTABLE).unwrap();
         let file = object::File::parse(&*data).unwrap();
-        use object::{Object, ObjectSymbol};
-        let start = file
-            .symbols()
-            .find(|symbol| symbol.name() == Ok("_start") && symbol.size() > 0)
-            .expect("no _start in the test binary");
+        let address = |name: &str| {
+            let symbol = file
+                .symbols()
+                .find(|symbol| symbol.name() == Ok(name) && symbol.size() > 0)
+                .unwrap_or_else(|| panic!("no {name} in the test binary"));
+            bias + symbol.address() as usize
+        };
+        let start = address("_start");
+        assert!(!map.is_task_code(start), "the C start-up code is allowed");
         assert!(
-            !map.is_task_code(bias + start.address() as usize),
-            "the C start-up code is allowed"
+            unwind::row_at(&map.pure_rows, start).is_none(),
+            "the C start-up code is walked up from"
+        );
+        // Its caller may hold a lock: a builtin is walked up from, not taken for the task's.
+        let division = address("__udivti3");
+        assert!(!map.is_task_code(division), "__udivti3 is allowed");
+        assert!(
+            unwind::row_at(&map.pure_rows, division).is_some(),
+            "no row for __udivti3"
         );
     }
 }

@@ -160,7 +160,8 @@ pub(crate) fn sort_rows(rows: &mut Vec<FrameRow>) {
     });
 }
 
-fn row_at(rows: &[FrameRow], pc: usize) -> Option<&FrameRow> {
+/// The row of `rows` (sorted) that covers `pc`, if any. Async-signal-safe.
+pub(crate) fn row_at(rows: &[FrameRow], pc: usize) -> Option<&FrameRow> {
     let after = rows.partition_point(|row| row.start <= pc);
     rows[..after].last().filter(|row| pc < row.end)
 }

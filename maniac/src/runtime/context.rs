@@ -164,8 +164,9 @@ pub(crate) fn no_preempt_depth() -> u32 {
 }
 
 /// Raises (`+1`) or lowers (`-1`) the no-preempt depth. `#[inline]`: every wake-up and spawn
-/// holds a `NoPreemptGuard`, from other modules (code units, which inline only what says so: a
-/// change elsewhere in the crate once made this a call, 20 instructions a poll of `yield_many`).
+/// holds a `NoPreemptGuard`, from other modules, which may be in other codegen units, where only
+/// what says `#[inline]` is sure to be inlined (a change elsewhere in the crate once made this a
+/// call, 20 instructions a poll of `yield_many`).
 #[inline]
 pub(crate) fn add_no_preempt_depth(delta: i32) {
     let depth = NO_PREEMPT_DEPTH.get();

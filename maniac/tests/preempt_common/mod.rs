@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use maniac::preempt::DeferReason;
-use maniac::runtime::{Builder, Runtime};
+use maniac::runtime::{Builder, Runtime, RuntimeMetrics};
 
 /// Whether preemption can run here; if not, says on stderr that `test` is skipped.
 pub fn supported(test: &str) -> bool {
@@ -81,14 +81,14 @@ pub fn figures(rt: &Runtime) -> String {
         .sum();
     out.push_str(&format!(
         "; longest poll seen {longest:?}; requests renewed {renewed}; library calls preempted {}",
-        library_calls_preempted(rt)
+        library_calls_preempted(&metrics)
     ));
     out
 }
 
-/// Preemptions inside pure library functions called from a task's code, all workers together.
-pub fn library_calls_preempted(rt: &Runtime) -> u64 {
-    let metrics = rt.metrics();
+/// Preemptions inside pure library functions called from a task's code, all workers of the
+/// runtime `metrics` (a snapshot) is of together.
+pub fn library_calls_preempted(metrics: &RuntimeMetrics) -> u64 {
     (0..metrics.num_workers())
         .filter_map(|worker| metrics.worker_preemption(worker))
         .map(|stats| stats.library_calls_preempted())
