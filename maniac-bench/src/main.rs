@@ -24,6 +24,7 @@ mod coroutine;
 mod memory;
 mod preempt;
 mod rt;
+mod startup;
 mod stats;
 mod sysinfo;
 mod workloads;
@@ -39,6 +40,8 @@ use workloads::{BenchFn, Bencher, WORKLOADS, Workload};
 
 /// Name of the memory figure for `--only` and the report.
 const MEMORY_BENCH: &str = "memory_per_idle_task";
+/// Name of the start-up figure for `--only` and the report.
+const START_UP_BENCH: &str = "start_up";
 /// Repetitions per workload by default.
 const DEFAULT_REPS: usize = 15;
 /// Repetitions per workload under `--quick`.
@@ -63,7 +66,7 @@ usage: maniac-bench [--quick] [--json] [--workers N] [--only NAME[,NAME]] [--rep
   --reps N       repetitions per workload (default 15, 5 with --quick; preemption
                  measurements: 3 for preempt_latency, 5 for the others, 1 with --quick)
   --verbose      every repetition's figure on stderr
-  --preemption M maniac's preemption in the suite and the memory figure: on (default, 1 ms
+  --preemption M maniac's preemption in the suite, memory and start-up: on (default, 1 ms
                  quantum), off, or both (each repetition runs both; ratio on/off per workload)
   --seconds S    measuring time of each preempt_latency contender (default 2, 0.4 with --quick)
   --clock-hogs   preempt_latency's hogs read the clock at every step (`Instant::elapsed`: most
@@ -73,6 +76,7 @@ usage: maniac-bench [--quick] [--json] [--workers N] [--only NAME[,NAME]] [--rep
 
 workloads: spawn_many_local spawn_many_remote_idle spawn_many_remote_busy1
            spawn_many_remote_busy2 ping_pong yield_many chained_spawn memory_per_idle_task
+           start_up (a first runtime built, one task run, dropped; a fresh process each run)
 coroutines (maniac only): poll_none poll_pinned switch_none switch_pinned generator_pooled
            generator_fresh_mmap
 preemption: cpu_gaps preempt_latency (maniac at 1 ms and 100 µs, maniac off, tokio)
@@ -125,6 +129,7 @@ struct Options {
     reps_given: bool,
     only: Option<Vec<String>>,
     memory_child: Option<String>,
+    start_up_child: Option<String>,
     preemption: PreemptionMode,
     /// `--seconds`, for `preempt_latency`.
     seconds: Option<Duration>,
@@ -142,6 +147,7 @@ impl Options {
         let mut reps = None;
         let mut only = None;
         let mut memory_child = None;
+        let mut start_up_child = None;
         let mut preemption = PreemptionMode::On;
         let mut seconds = None;
         let mut hog_work = preempt::HogWork::Arithmetic;
@@ -196,6 +202,7 @@ impl Options {
                         .collect();
                     for name in &names {
                         let known = name == MEMORY_BENCH
+                            || name == START_UP_BENCH
                             || WORKLOADS.iter().any(|workload| workload.name == name)
                             || coroutine::MEASUREMENTS.iter().any(|m| m.name == name)
                             || preempt::NAMES.contains(&name.as_str());
@@ -206,6 +213,7 @@ impl Options {
                     only = Some(names);
                 }
                 memory::CHILD_ARG => memory_child = Some(value(memory::CHILD_ARG)?),
+                startup::CHILD_ARG => start_up_child = Some(value(startup::CHILD_ARG)?),
                 "--help" | "-h" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -219,6 +227,7 @@ impl Options {
             reps_given: reps.is_some(),
             only,
             memory_child,
+            start_up_child,
             preemption,
             seconds,
             hog_work,
@@ -908,6 +917,19 @@ fn main() -> ExitCode {
         }
     };
     rt::set_maniac_preemption(options.preemption.primary());
+    // First: what a first runtime pays is the measurement.
+    if let Some(runtime) = &options.start_up_child {
+        return match startup::child_main(runtime, options.workers) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("maniac-bench: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Read before any runtime starts (`maniac::preempt::prepare`): the first maniac runtime
+    // preempts from its first poll, and no measurement shares the cores with that read.
+    maniac::preempt::prepare();
     if let Some(runtime) = &options.memory_child {
         return match memory::child_main(runtime, options.workers) {
             Ok(()) => ExitCode::SUCCESS,
@@ -925,7 +947,8 @@ fn main() -> ExitCode {
     let suite = WORKLOADS
         .iter()
         .any(|workload| options.selected(workload.name))
-        || options.selected(MEMORY_BENCH);
+        || options.selected(MEMORY_BENCH)
+        || options.selected(START_UP_BENCH);
     if !options.json && suite {
         print_table_heading();
     }
@@ -960,6 +983,32 @@ fn main() -> ExitCode {
             ),
             Err(message) => {
                 eprintln!("maniac-bench: {MEMORY_BENCH}: {message}");
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    if options.selected(START_UP_BENCH) {
+        match startup::run(options.workers, options.preemption.name(), options.verbose) {
+            Ok(runs) => {
+                print_row(
+                    &options,
+                    START_UP_BENCH,
+                    &runs.maniac,
+                    &runs.tokio,
+                    "ns",
+                    format_ns,
+                );
+                if !options.json && options.preemption != PreemptionMode::Off {
+                    println!(
+                        "  (maniac's code map, read when a poll first runs its quantum, which \
+                         that poll's preemption waits for: {}, median of {} runs)",
+                        format_ns(Summary::of(&runs.maniac_code_map).median),
+                        startup::RUNS
+                    );
+                }
+            }
+            Err(message) => {
+                eprintln!("maniac-bench: {START_UP_BENCH}: {message}");
                 status = ExitCode::FAILURE;
             }
         }

@@ -119,21 +119,23 @@ fn page_size() -> u64 {
 /// How long a measuring child may run before it is taken for hung and killed.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs one measuring child for `runtime` and collects its output, killing it (by its own
-/// handle) if it outlives [`CHILD_TIMEOUT`].
-fn run_child(
+/// Runs one measuring child (this binary, `exe`, with the hidden `child_arg`) for `runtime`
+/// and collects its output, killing it (by its own handle) if it outlives [`CHILD_TIMEOUT`].
+/// The start-up measurement's children too (`startup`).
+pub fn run_child(
     exe: &Path,
+    child_arg: &str,
     runtime: &str,
     workers: usize,
     preemption: &str,
 ) -> Result<Output, String> {
     let mut child = Command::new(exe)
-        .args([CHILD_ARG, runtime, "--workers", &workers.to_string()])
+        .args([child_arg, runtime, "--workers", &workers.to_string()])
         .args(["--preemption", preemption])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|error| format!("starting the {runtime} memory child: {error}"))?;
+        .map_err(|error| format!("starting the {runtime} child {child_arg}: {error}"))?;
     let started = Instant::now();
     loop {
         match child.try_wait() {
@@ -142,17 +144,21 @@ fn run_child(
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
-                    "the {runtime} memory child did not finish within {} s (hung?)",
+                    "the {runtime} child {child_arg} did not finish within {} s (hung?)",
                     CHILD_TIMEOUT.as_secs()
                 ));
             }
             Ok(None) => thread::sleep(Duration::from_millis(10)),
-            Err(error) => return Err(format!("waiting for the {runtime} memory child: {error}")),
+            Err(error) => {
+                return Err(format!(
+                    "waiting for the {runtime} child {child_arg}: {error}"
+                ));
+            }
         }
     }
     child
         .wait_with_output()
-        .map_err(|error| format!("reading the {runtime} memory child's output: {error}"))
+        .map_err(|error| format!("reading the {runtime} child {child_arg}'s output: {error}"))
 }
 
 /// Bytes per idle task of each runtime, one value per child run, in run order.
@@ -176,7 +182,7 @@ pub fn run(workers: usize, preemption: &str, verbose: bool) -> Result<MemoryRuns
             [Tokio::NAME, Maniac::NAME]
         };
         for runtime in order {
-            let output = run_child(&exe, runtime, workers, preemption)?;
+            let output = run_child(&exe, CHILD_ARG, runtime, workers, preemption)?;
             if !output.status.success() {
                 return Err(format!(
                     "the {runtime} memory child failed ({}): {}",

@@ -327,6 +327,9 @@ fn plot(outcomes: &[Outcome], workers: usize, path: &PathBuf) -> Result<(), Stri
 }
 
 fn main() {
+    // The first maniac runtime would otherwise preempt only once a thread of its own has read
+    // which code it may interrupt (a few ms; more in a debug build): read it now.
+    maniac::preempt::prepare();
     let mut quick = std::env::var_os("MANIAC_DEMO_QUICK").is_some();
     let mut workers = std::thread::available_parallelism().map_or(2, usize::from);
     let mut args = std::env::args().skip(1);

@@ -311,6 +311,7 @@ fn a_woken_task_does_not_wait_behind_preempted_polls() {
         return;
     }
     preempt_common::bounded_test(move || {
+        maniac::preempt::prepare();
         let rt = maniac::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .global_queue_interval(1)

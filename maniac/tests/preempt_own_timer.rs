@@ -185,6 +185,7 @@ fn with_no_room_for_queued_signals_a_real_time_signal_is_reported() {
     }
     let child = in_child(NAME, || {
         leave_no_room_for_queued_signals();
+        maniac::preempt::prepare();
         let rt = maniac::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .preemption_signal(libc::SIGRTMIN() + 4)

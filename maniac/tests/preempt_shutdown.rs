@@ -231,6 +231,7 @@ fn shutdown_timeout_abandons_polls_still_preempted_at_its_deadline() {
     let child = in_child(NAME, || {
         bounded_test(|| {
             let stopped = Counter::new();
+            maniac::preempt::prepare();
             let rt = Builder::new_multi_thread()
                 .worker_threads(WORKERS)
                 .preemption_quantum(maniac::preempt::MIN_QUANTUM)

@@ -41,6 +41,7 @@ fn install_earlier_handler(signal: libc::c_int) {
 /// Runs a 60 ms hog on a fresh 1-worker runtime preempting with `signal`, beside a task that
 /// sleeps; returns the preemptions counted.
 fn preempt_a_hog(signal: libc::c_int) -> u64 {
+    maniac::preempt::prepare();
     let rt = maniac::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .preemption_signal(signal)
@@ -87,6 +88,7 @@ fn block_signal(signal: libc::c_int, block: bool) {
 /// request if the merged one were still pending) and computes 20 ms more. Returns the
 /// preemptions counted before the block, after it, and after the sleep.
 fn preempt_a_hog_that_blocks_the_signal(signal: libc::c_int) -> [u64; 3] {
+    maniac::preempt::prepare();
     let rt = maniac::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .preemption_signal(signal)
@@ -114,6 +116,7 @@ fn preempt_a_hog_that_blocks_the_signal(signal: libc::c_int) -> [u64; 3] {
 /// sends `signal` to the hog's worker thread `count` times, 2 ms apart, as `pthread_kill` does
 /// (a `tgkill` from this process). Returns the preemptions counted.
 fn preempt_a_hog_while_signalling_its_worker(signal: libc::c_int, count: usize) -> u64 {
+    maniac::preempt::prepare();
     let rt = maniac::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .preemption_signal(signal)
@@ -230,6 +233,7 @@ fn signals_that_are_not_requests_reach_the_earlier_handler_and_strays_never_disa
         expect_earlier_calls(6, "tgkill");
         // A POSIX timer of the program's own on that signal, firing at a worker thread: not the
         // worker's own timer (another value), so it goes to the earlier handler too.
+        maniac::preempt::prepare();
         let rt = maniac::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .preemption_signal(libc::SIGUSR2)

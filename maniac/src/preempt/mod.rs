@@ -45,6 +45,14 @@
 //!    thread (the thread-affinity rule of `coroutine`). The trampoline restores everything and
 //!    returns to the interrupted instruction with `rsp` exactly as it was.
 //!
+//! What rule 3 needs to know about the program's code (the *code map*: the executable's symbol
+//! table and the call-frame information of the pure library functions) is read once per
+//! process, on a thread of its own, when a runtime's monitor first finds a poll that has run its
+//! quantum; that poll is preempted once the map is read (a few milliseconds later in a release
+//! build, some hundreds in a debug one). So a runtime starts as fast as tokio's, and a program
+//! whose polls stay short never reads it; [`prepare`] reads it beforehand, for a program that
+//! wants its first hog preempted on time (`monitor` rule 8).
+//!
 //! When the kernel has no room to queue signals (the user's `RLIMIT_SIGPENDING` reached, a count
 //! over all of the user's processes), workers get no timers of their own and the monitor
 //! preempts alone; its standard signal then arrives with its sender lost and is taken for a
@@ -78,13 +86,14 @@
 //!   [`WorkerPreemptionStats::lock_waits_preempted`]), and the worker goes back to the holder.
 //!   The waiter's worker loses up to a quantum per such wait, so a std lock held across long
 //!   computations is still slow, but it is live. (An executable built with LTO may have std's
-//!   wait functions inlined away; the runtime then says so at start-up, and the rest of this
-//!   item applies to std's locks too.) *Any other blocking wait* for a preempted task on the
-//!   same worker (`parking_lot`'s locks, a pthread mutex inside a C library, a blocking `recv`
-//!   on `std::sync::mpsc`, a `Condvar`) deadlocks the worker, and the monitor says so on stderr
-//!   once the worker has been stuck for a second (`monitor` rule 6): use async locks and
-//!   channels (`tokio::sync`), or hold the lock inside [`no_preempt`]. (A spin lock written in
-//!   the program itself is preempted while it spins, like any other code of the program.)
+//!   wait functions inlined away; the runtime then says so when it reads the code map, and the
+//!   rest of this item applies to std's locks too.) *Any other blocking wait* for a preempted
+//!   task on the same worker (`parking_lot`'s locks, a pthread mutex inside a C library, a
+//!   blocking `recv` on `std::sync::mpsc`, a `Condvar`) deadlocks the worker, and the monitor
+//!   says so on stderr once the worker has been stuck for a second (`monitor` rule 6): use
+//!   async locks and channels (`tokio::sync`), or hold the lock inside [`no_preempt`]. (A spin
+//!   lock written in the program itself is preempted while it spins, like any other code of
+//!   the program.)
 //! - **A `thread_local!` `RefCell` borrowed across a long computation**: another task on the same
 //!   thread sees it borrowed (a panic, with `borrow_mut`). Keep such borrows short, or inside
 //!   [`no_preempt`]. A long library call counts as the task's computation: inside
@@ -188,6 +197,37 @@ pub fn is_supported() -> bool {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
         trampoline::configure().is_some()
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+/// Reads, on the calling thread, what preemption needs to know about the program's code (which
+/// functions of the executable rule 3 lets it interrupt, from its symbol table, and how to walk
+/// up from the pure library functions, from their call-frame information), unless that is read
+/// already; if a runtime's thread is reading it, waits for that. Blocks (a few milliseconds in
+/// a release build, some hundreds in a debug one): call it before starting a runtime, not from
+/// a task.
+///
+/// Without it, the map is read when a runtime's monitor first finds a poll that has run its
+/// quantum, on a thread of its own, and that poll is preempted once the map is read: a program
+/// whose polls stay short never pays for it, and a runtime starts as fast as tokio's. A program
+/// that wants its first hog preempted on time (a benchmark, a test of latencies) calls this
+/// first. Once a process has read the map, a call returns at once. Does nothing where
+/// preemption is not supported.
+pub fn prepare() {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    safepoint::read_code_map();
+}
+
+/// Whether the process has read what [`prepare`] reads: preemption can then begin at the first
+/// poll that runs its quantum. `false` where preemption is not supported.
+pub fn is_prepared() -> bool {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        safepoint::code_map_read()
     }
     #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
     {
@@ -308,7 +348,6 @@ impl Preemption {
                 notice_once("this CPU or kernel has no XSAVE");
                 return Ok(None);
             }
-            safepoint::build_code_map();
             signal::install(config.signal)?;
             let monitor = monitor::Monitor::start(workers, config, timer_ticks)?;
             Ok(Some(Preemption { monitor }))

@@ -101,15 +101,28 @@
 //!    quanta without one: a preempted hog that resumes after more polls than note their start
 //!    (`slot` module doc) is timed as in rule 2. After every worker was parked the monitor stays
 //!    as calm as it was: workers that unpark say nothing about polls getting long.
+//! 8. It sends no request before the code map (`safepoint`: what code rule 3 lets the handler
+//!    preempt) is read, since the handler would defer every one; the first time a poll it
+//!    times reaches its quantum, it starts reading the map on a thread of its own, once per
+//!    process ([`start_reading_code_map`]), and looks again a period later. Read where a
+//!    runtime started, it made that start take 8 ms in a release build and 300 ms in a debug
+//!    one (tokio's takes 0.4 ms), which a CLI tool paid at every run; read at the start on a
+//!    thread of its own, it still made the start take 2–4 ms on two cores (its CPU, and the
+//!    TLB shootdowns of the runtime's stack mappings that its running core then takes).
+//!    Read on demand, a program whose polls stay short never reads it, and the first hog is
+//!    preempted once it is read (a few ms after its quantum in a release build, hundreds in
+//!    a debug one); `maniac::preempt::prepare` reads it beforehand, for a program that wants
+//!    its first hog preempted on time.
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{PreemptionConfig, Spotter};
 
+use super::safepoint;
 use super::slot::WorkerSlot;
 use crate::time::TickGrid;
 
@@ -315,6 +328,24 @@ impl MonitorWake {
             );
         }
     }
+}
+
+/// Rule 8: starts reading the code map on a thread of its own, unless it is read or being read
+/// already; reads it on the calling thread if no thread can be started.
+fn start_reading_code_map() {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        let read = || {
+            safepoint::read_code_map();
+        };
+        if thread::Builder::new()
+            .name("maniac-code-map".into())
+            .spawn(read)
+            .is_err()
+        {
+            read();
+        }
+    });
 }
 
 #[derive(Debug)]
@@ -648,6 +679,16 @@ impl MonitorShared {
                 own_timed: false,
             };
         }
+        if !safepoint::code_map_read() {
+            // Rule 8.
+            start_reading_code_map();
+            return Look {
+                long,
+                due: Some(now + period),
+                requested: false,
+                own_timed: false,
+            };
+        }
         // A repeated request for the same poll waits out the retry period, however the monitor
         // came to look early (a hand-back or a spot wakes it): each one a deferral costs the
         // worker a signal.
@@ -927,8 +968,10 @@ mod tests {
     const QUANTUM: Duration = Duration::from_millis(1);
 
     /// A monitor's shared state with `workers` slots and no thread: its signals find no worker
-    /// thread to go to, so every request is withdrawn at once (`MonitorShared::signal`).
+    /// thread to go to, so every request is withdrawn at once (`MonitorShared::signal`). The
+    /// code map is read first (rule 8: no request before).
     fn monitor(workers: usize, quantum: Duration, origin: Instant) -> MonitorShared {
+        safepoint::read_code_map();
         MonitorShared::new(workers, quantum, libc::SIGURG, TickGrid::new(origin))
     }
 

@@ -25,7 +25,8 @@
 //!    its small generic helpers, so no list of its modules is enough); the synchronisation
 //!    crates a task commonly calls into, whole (tokio, futures, async-task, crossbeam,
 //!    parking_lot, event-listener, async-channel, ...). A task's own code, and the code of other
-//!    crates, stay preemptible. The denylist is built once, at start-up, from the executable's
+//!    crates, stay preemptible. The denylist is built once per process (with the rest of the
+//!    code map, when a poll first runs its quantum: `monitor` rule 8), from the executable's
 //!    symbol table (demangled names, [`is_denied`]); a stripped executable has no symbol table,
 //!    and then rule 3 reduces to "in the executable" (said once on stderr).
 //!
@@ -383,9 +384,15 @@ pub(crate) enum SafePoint {
 
 static CODE_MAP: OnceLock<CodeMap> = OnceLock::new();
 
-/// Builds the code map (once per process).
-pub(crate) fn build_code_map() {
-    CODE_MAP.get_or_init(CodeMap::read);
+/// The code map: read on the calling thread if nobody has read it, waited for if another thread
+/// is reading it (once per process).
+pub(crate) fn read_code_map() -> &'static CodeMap {
+    CODE_MAP.get_or_init(CodeMap::read)
+}
+
+/// Whether the code map has been read.
+pub(crate) fn code_map_read() -> bool {
+    CODE_MAP.get().is_some()
 }
 
 impl CodeMap {
@@ -398,20 +405,20 @@ impl CodeMap {
                 // One missing function may just be unused (the linker drops it), but std uses
                 // its own Mutex: none at all means LTO inlined them, or std renamed them.
                 if !functions.lock_waits_found.contains(&true) {
-                    eprintln!(
+                    super::notice(format_args!(
                         "maniac: preemption finds none of std's lock-wait functions in the \
                          executable (inlined by LTO, or renamed by this std): a task waiting for \
                          a std lock held by a task preempted on its worker will block that \
                          worker (maniac::preempt docs, \"Hazards\")"
-                    );
+                    ));
                 }
                 (Some(functions.allowed), functions.lock_waits)
             }
             Err(why) => {
-                eprintln!(
+                super::notice(format_args!(
                     "maniac: preemption reads no symbol table ({why}); it will interrupt any \
                      code of the executable (rule 3 of maniac::preempt reduced to its first half)"
-                );
+                ));
                 (None, Vec::new())
             }
         };
@@ -447,10 +454,10 @@ impl CodeMap {
 /// Says on stderr that `object`'s pure functions cannot be walked up from (rule 3's library
 /// calls), and why.
 fn no_call_frames_notice(object: &str, why: &str) {
-    eprintln!(
+    super::notice(format_args!(
         "maniac: preemption reads no call-frame information from {object} ({why}); a poll \
          inside its library functions is preempted only once back in its own code"
-    );
+    ));
 }
 
 /// An object the dynamic loader has loaded: the main executable, a shared library, the vDSO.
@@ -536,13 +543,13 @@ impl LoadedObject {
     /// Adds the rows of its pure functions (`unwind::PURE_LIBC_FUNCTIONS`,
     /// `PURE_VDSO_FUNCTIONS`) to `rows`, for libc and the vDSO; other shared objects have none.
     fn pure_rows(&self, rows: &mut Vec<unwind::FrameRow>) -> Result<(), String> {
-        let file_bytes;
+        let mapped;
         let vdso = self.name == VDSO_NAME;
         let image: &[u8] = if vdso {
             vdso_image().ok_or("no vDSO image")?
         } else if self.name.contains("/libc.so") {
-            file_bytes = std::fs::read(&self.name).map_err(|e| e.to_string())?;
-            &file_bytes
+            mapped = MappedFile::open(&self.name)?;
+            &mapped
         } else {
             return Ok(());
         };
@@ -573,6 +580,32 @@ impl LoadedObject {
             })
             .collect();
         eh_frame_rows(&file, self.bias, &merge(pure), rows)
+    }
+}
+
+/// A loaded object's file, mapped read-only: the code map reads its symbol table, notes and
+/// `.eh_frame`, a small part of it (a debug build's executable is mostly debug information,
+/// which reading the whole file copied for nothing: 3.5 of the 8 ms the code map took here).
+struct MappedFile(memmap2::Mmap);
+
+impl MappedFile {
+    fn open(path: &str) -> Result<MappedFile, String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+        // SAFETY: the bytes must not change while mapped. The file is one the process runs:
+        // the executable, which the kernel keeps from being opened for writing while it runs
+        // (ETXTBSY), or libc, whose mapped code a write or truncation would change under every
+        // process using it (installers rename a new file over it, which leaves this inode as
+        // it was). The map lives only while the code map is read.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{path}: {e}"))?;
+        Ok(MappedFile(map))
+    }
+}
+
+impl std::ops::Deref for MappedFile {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -646,8 +679,7 @@ fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Funct
     use object::{Object, ObjectSymbol, SymbolKind};
     // The running executable's own file, even if it was replaced or removed since it started
     // (its path would then name another file, whose symbols describe other code).
-    let data =
-        std::fs::read(RUNNING_EXECUTABLE).map_err(|e| format!("{RUNNING_EXECUTABLE}: {e}"))?;
+    let data = MappedFile::open(RUNNING_EXECUTABLE)?;
     let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
     let (mut allowed, mut pure, mut impure) = (Vec::new(), Vec::new(), Vec::new());
     let mut lock_waits = Vec::new();
@@ -940,8 +972,7 @@ mod tests {
     #[test]
     fn this_test_binary_allows_only_code_that_is_not_denied() {
         use object::{Object, ObjectSection};
-        build_code_map();
-        let map = CODE_MAP.get().unwrap();
+        let map = read_code_map();
         let allowed = map
             .allowed
             .as_ref()
@@ -962,7 +993,7 @@ mod tests {
         );
         // The PLT's stubs (no sized symbol): never allowed.
         let bias = loaded_objects()[0].bias;
-        let data = std::fs::read(RUNNING_EXECUTABLE).unwrap();
+        let data = MappedFile::open(RUNNING_EXECUTABLE).unwrap();
         let file = object::File::parse(&*data).unwrap();
         let mut stubs = 0;
         for section in file.sections() {
@@ -1043,8 +1074,7 @@ mod tests {
 
     #[test]
     fn this_test_binary_has_rows_for_the_clock_from_std_to_the_vdso() {
-        build_code_map();
-        let map = CODE_MAP.get().unwrap();
+        let map = read_code_map();
         let covered = |address: usize| unwind::row_at(&map.pure_rows, address).is_some();
         let now = std::time::Instant::now as fn() -> std::time::Instant as usize;
         assert!(covered(now), "no row for Instant::now");
@@ -1119,10 +1149,9 @@ mod tests {
     #[test]
     fn this_test_binary_denies_its_c_code_and_walks_up_from_its_arithmetic_builtins() {
         use object::{Object, ObjectSymbol};
-        build_code_map();
-        let map = CODE_MAP.get().unwrap();
+        let map = read_code_map();
         let bias = loaded_objects()[0].bias;
-        let data = std::fs::read(RUNNING_EXECUTABLE).unwrap();
+        let data = MappedFile::open(RUNNING_EXECUTABLE).unwrap();
         let file = object::File::parse(&*data).unwrap();
         let address = |name: &str| {
             let symbol = file

@@ -25,8 +25,10 @@ pub fn supported(test: &str) -> bool {
     supported
 }
 
-/// A multi-thread runtime with `workers` workers and preemption at `quantum`.
+/// A multi-thread runtime with `workers` workers and preemption at `quantum`, from its first
+/// poll on (the code map read first: `maniac::preempt::prepare`).
 pub fn runtime(workers: usize, quantum: Duration) -> Runtime {
+    maniac::preempt::prepare();
     let rt = Builder::new_multi_thread()
         .worker_threads(workers)
         .preemption_quantum(quantum)
