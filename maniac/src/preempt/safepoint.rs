@@ -17,7 +17,7 @@
 //!    reason about: `malloc` holding its arena lock, `memcpy` in the middle of a copy from a
 //!    buffer another task may free; nor is C, C++ or assembly linked into the executable
 //!    (a bundled SQLite holding its mutex, jemalloc), known by a symbol name that is not
-//!    Rust's ([`is_rust_symbol`]; a few arithmetic builtins are pure, below). Inside the
+//!    Rust's ([`rust_demangling`]; a few arithmetic builtins are pure, below). Inside the
 //!    executable's Rust code, the denylist covers what holds locks or thread-local state on
 //!    behalf of its caller: the runtime whole (its scheduling, drivers and pools, and its
 //!    wakers, which other crates call with their own locks held) and corosensei's switching;
@@ -158,6 +158,9 @@ pub(crate) const DENIED_SYMBOLS: &[&str] = &[
 /// std's functions that wait for a lock with `FUTEX_WAIT` (rule 3's exception), as inherent
 /// methods of the futex implementations on Linux. A future std that renames them turns the
 /// exception off, and the unit test below fails.
+/// The module of each of [`LOCK_WAITS`]'s implementations.
+const LOCK_WAITS_MODULE: &str = "::futex::";
+
 pub(crate) const LOCK_WAITS: &[&str] = &[
     "std::sys::sync::mutex::futex::Mutex::lock_contended",
     "std::sys::sync::rwlock::futex::RwLock::read_contended",
@@ -168,6 +171,10 @@ pub(crate) const LOCK_WAITS: &[&str] = &[
 /// Which of [`LOCK_WAITS`] a demangled name is, if any (`<Type>::method` in the v0 mangling,
 /// `Type::method` in the legacy one).
 fn lock_wait_index(name: &str) -> Option<usize> {
+    // Every one is in a `futex` module: the other names are not copied to be compared.
+    if !name.contains(LOCK_WAITS_MODULE) {
+        return None;
+    }
     let path = match name.strip_prefix('<') {
         Some(impl_method) => impl_method.replacen(">::", "::", 1),
         None => name.to_owned(),
@@ -206,28 +213,27 @@ pub(crate) const ARITHMETIC_BUILTINS: &[&str] = &[
     "fmaf",
 ];
 
-/// Whether a raw symbol name is a Rust function's: v0-mangled (`_R`), or legacy-mangled
-/// (`_ZN`, ending in the 16-digit hash `17h…E`, which C++ names lack), perhaps with an LLVM
-/// suffix (`.llvm.123`). Rule 3 denies code under any other name (module doc): C, C++ or
-/// assembly linked into the executable (a bundled SQLite holding its mutex, jemalloc's or
+/// The demangling of a raw symbol name if it is a Rust function's: v0-mangled (`_R`), or
+/// legacy-mangled (`_ZN`, ending in the 16-digit hash `17h…E`, which C++ names lack), perhaps
+/// with an LLVM suffix (`.llvm.123`). Rule 3 denies code under any other name (module doc): C,
+/// C++ or assembly linked into the executable (a bundled SQLite holding its mutex, jemalloc's or
 /// mimalloc's allocator, a static libc) is no more ours to reason about than libc's.
-fn is_rust_symbol(name: &str) -> bool {
+fn rust_demangling(name: &str) -> Option<rustc_demangle::Demangle<'_>> {
     // Not at the first dot: legacy names spell a path's `::` inside them as `..`.
-    let name = name.find(".llvm.").map_or(name, |at| &name[..at]);
-    if name.starts_with("_R") {
-        return rustc_demangle::try_demangle(name).is_ok();
-    }
-    let Some(body) = name
-        .strip_prefix("_ZN")
-        .and_then(|body| body.strip_suffix('E'))
-    else {
-        return false;
-    };
-    body.len() > 19
-        && body.is_char_boundary(body.len() - 19)
-        && body[body.len() - 19..]
-            .strip_prefix("17h")
-            .is_some_and(|hash| hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    let unsuffixed = name.find(".llvm.").map_or(name, |at| &name[..at]);
+    let rust = unsuffixed.starts_with("_R")
+        || unsuffixed
+            .strip_prefix("_ZN")
+            .and_then(|body| body.strip_suffix('E'))
+            .is_some_and(|body| {
+                body.len() > 19
+                    && body.is_char_boundary(body.len() - 19)
+                    && body[body.len() - 19..]
+                        .strip_prefix("17h")
+                        .is_some_and(|hash| hash.bytes().all(|b| b.is_ascii_hexdigit()))
+            });
+    rust.then(|| rustc_demangle::try_demangle(name).ok())
+        .flatten()
 }
 
 /// Whether `name` starts with one of [`DENIED_SYMBOLS`].
@@ -235,11 +241,14 @@ fn has_denied_symbol_prefix(name: &str) -> bool {
     DENIED_SYMBOLS.iter().any(|prefix| name.starts_with(prefix))
 }
 
-/// A symbol's demangled name, as rule 3's lists spell it.
-fn demangled(symbol: &str) -> String {
+/// Writes a symbol's demangled name into `name` (emptied first; one buffer for every symbol
+/// spares an allocation each), as rule 3's lists spell it.
+fn write_demangled(demangling: &rustc_demangle::Demangle<'_>, name: &mut String) {
+    use std::fmt::Write;
+    name.clear();
     // `{:#}`: without the hashes (legacy `::h…` suffixes, and v0's `std[…]` crate
-    // disambiguators, which would defeat every prefix).
-    format!("{:#}", rustc_demangle::demangle(symbol))
+    // disambiguators, which would defeat every prefix). Writing to a String cannot fail.
+    let _ = write!(name, "{demangling:#}");
 }
 
 /// Whose code a function with this demangled name is, as rule 3's path lists see it: its path;
@@ -684,6 +693,7 @@ fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Funct
     let (mut allowed, mut pure, mut impure) = (Vec::new(), Vec::new(), Vec::new());
     let mut lock_waits = Vec::new();
     let mut lock_waits_found = [false; LOCK_WAITS.len()];
+    let mut demangled = String::new();
     for symbol in file.symbols() {
         if symbol.kind() != SymbolKind::Text || symbol.size() == 0 {
             continue;
@@ -701,23 +711,24 @@ fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Funct
             continue;
         }
         // C (or C++, or assembly) linked into the executable: as little ours as libc's.
-        if !is_rust_symbol(name) {
+        let Some(demangling) = rust_demangling(name) else {
             if ARITHMETIC_BUILTINS.contains(&name) {
                 pure.push(range);
             } else {
                 impure.push(range);
             }
             continue;
-        }
+        };
         let arguments_hidden = name.starts_with("_ZN");
-        let name = demangled(name);
-        if let Some(index) = lock_wait_index(&name) {
+        write_demangled(&demangling, &mut demangled);
+        let name = demangled.as_str();
+        if let Some(index) = lock_wait_index(name) {
             lock_waits.push(range);
             lock_waits_found[index] = true;
         }
-        if !is_denied(&name) {
+        if !is_denied(name) {
             allowed.push(range);
-        } else if is_pure(&name, arguments_hidden) {
+        } else if is_pure(name, arguments_hidden) {
             pure.push(range);
         } else {
             impure.push(range);
@@ -912,6 +923,16 @@ mod tests {
         }
     }
 
+    /// A Rust symbol's name as the code map's loop demangles it.
+    fn demangled(symbol: &str) -> String {
+        let mut name = String::new();
+        write_demangled(
+            &rust_demangling(symbol).expect("not a Rust symbol"),
+            &mut name,
+        );
+        name
+    }
+
     #[test]
     fn symbols_of_both_manglings_are_recognised() {
         // std's `SyncWaker::notify` (which holds the channel's waker lock), v0 and legacy.
@@ -938,6 +959,11 @@ mod tests {
         assert_eq!(
             lock_wait_index("<std::sys::sync::condvar::futex::Condvar>::wait"),
             None
+        );
+        assert!(
+            LOCK_WAITS
+                .iter()
+                .all(|wait| wait.contains(LOCK_WAITS_MODULE))
         );
     }
 
@@ -1132,7 +1158,7 @@ mod tests {
              core..ops..drop..Drop$GT$4drop17h2b8e289d2e9acd7fE",
             "_RNvCs1234_7mycrate3hog",
         ] {
-            assert!(is_rust_symbol(rust), "{rust} taken for C");
+            assert!(rust_demangling(rust).is_some(), "{rust} taken for C");
         }
         for c in [
             "sqlite3_step",
@@ -1142,7 +1168,7 @@ mod tests {
             "main",
             "_RNotv0",
         ] {
-            assert!(!is_rust_symbol(c), "{c} taken for Rust");
+            assert!(rust_demangling(c).is_none(), "{c} taken for Rust");
         }
     }
 
