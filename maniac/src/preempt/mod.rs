@@ -51,7 +51,9 @@
 //! quantum; that poll is preempted once the map is read (a few milliseconds later in a release
 //! build, some hundreds in a debug one). So a runtime starts as fast as tokio's, and a program
 //! whose polls stay short never reads it; [`prepare`] reads it beforehand, for a program that
-//! wants its first hog preempted on time (`monitor` rule 8).
+//! wants its first hog preempted on time (`monitor` rule 8). In a debug build the read is mostly
+//! unoptimised code (0.5 s here): `opt-level = 3` for the packages `maniac`, `rustc-demangle`,
+//! `gimli` and `object` under `[profile.dev.package]` brought it to 37 ms (BENCHMARKS.md).
 //!
 //! When the kernel has no room to queue signals (the user's `RLIMIT_SIGPENDING` reached, a count
 //! over all of the user's processes), workers get no timers of their own and the monitor

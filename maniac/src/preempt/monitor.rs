@@ -107,8 +107,9 @@
 //!    process ([`start_reading_code_map`]), and looks again a period later. Read where a
 //!    runtime started, it made that start take 8 ms in a release build and 300 ms in a debug
 //!    one (tokio's takes 0.4 ms), which a CLI tool paid at every run; read at the start on a
-//!    thread of its own, it still made the start take 2–4 ms on two cores (its CPU, and the
-//!    TLB shootdowns of the runtime's stack mappings that its running core then takes).
+//!    thread of its own, it still made the start take 2–4 ms on two cores, even at
+//!    `SCHED_IDLE` (a thread merely spinning beside the start cost it less: the reading's own
+//!    memory traffic, page faults and mappings, seems to be what the start waits behind).
 //!    Read on demand, a program whose polls stay short never reads it, and the first hog is
 //!    preempted once it is read (a few ms after its quantum in a release build, hundreds in
 //!    a debug one); `maniac::preempt::prepare` reads it beforehand, for a program that wants
