@@ -119,10 +119,42 @@ fn page_size() -> u64 {
 /// How long a measuring child may run before it is taken for hung and killed.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Runs `runs` measuring children per runtime (this binary with the hidden `child_arg`, and
+/// `--workers`, `--preemption`), alternating which runtime goes first, and gives `each` the run,
+/// the runtime's name and what a child that succeeded printed. The start-up measurement's
+/// children too (`startup`).
+pub fn for_each_child(
+    child_arg: &str,
+    runs: usize,
+    workers: usize,
+    preemption: &str,
+    mut each: impl FnMut(usize, &str, &str) -> Result<(), String>,
+) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|error| format!("current_exe: {error}"))?;
+    for run in 0..runs {
+        let order = if run % 2 == 0 {
+            [Maniac::NAME, Tokio::NAME]
+        } else {
+            [Tokio::NAME, Maniac::NAME]
+        };
+        for runtime in order {
+            let output = run_child(&exe, child_arg, runtime, workers, preemption)?;
+            if !output.status.success() {
+                return Err(format!(
+                    "the {runtime} child {child_arg} failed ({}): {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+            each(run, runtime, &String::from_utf8_lossy(&output.stdout))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs one measuring child (this binary, `exe`, with the hidden `child_arg`) for `runtime`
 /// and collects its output, killing it (by its own handle) if it outlives [`CHILD_TIMEOUT`].
-/// The start-up measurement's children too (`startup`).
-pub fn run_child(
+fn run_child(
     exe: &Path,
     child_arg: &str,
     runtime: &str,
@@ -173,24 +205,13 @@ pub struct MemoryRuns {
 /// Runs [`RUNS`] children per runtime, alternating which runtime goes first, and collects each
 /// child's bytes per task. `preemption` is the children's `--preemption` (maniac's setting).
 pub fn run(workers: usize, preemption: &str, verbose: bool) -> Result<MemoryRuns, String> {
-    let exe = std::env::current_exe().map_err(|error| format!("current_exe: {error}"))?;
     let mut runs = MemoryRuns::default();
-    for run in 0..RUNS {
-        let order = if run % 2 == 0 {
-            [Maniac::NAME, Tokio::NAME]
-        } else {
-            [Tokio::NAME, Maniac::NAME]
-        };
-        for runtime in order {
-            let output = run_child(&exe, CHILD_ARG, runtime, workers, preemption)?;
-            if !output.status.success() {
-                return Err(format!(
-                    "the {runtime} memory child failed ({}): {}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-            let stdout = String::from_utf8_lossy(&output.stdout);
+    for_each_child(
+        CHILD_ARG,
+        RUNS,
+        workers,
+        preemption,
+        |run, runtime, stdout| {
             let delta: i64 = stdout.trim().parse().map_err(|_| {
                 format!("the {runtime} memory child printed {stdout:?}, not a number of bytes")
             })?;
@@ -203,7 +224,8 @@ pub fn run(workers: usize, preemption: &str, verbose: bool) -> Result<MemoryRuns
             } else {
                 runs.tokio.push(per_task);
             }
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(runs)
 }

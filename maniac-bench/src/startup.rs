@@ -64,27 +64,16 @@ pub struct StartUpRuns {
     pub maniac_code_map: Vec<f64>,
 }
 
-/// Runs [`RUNS`] children per runtime, alternating which runtime goes first. `preemption` is
-/// the children's `--preemption` (maniac's setting).
+/// Runs [`RUNS`] children per runtime, alternated. `preemption` is the children's
+/// `--preemption` (maniac's setting).
 pub fn run(workers: usize, preemption: &str, verbose: bool) -> Result<StartUpRuns, String> {
-    let exe = std::env::current_exe().map_err(|error| format!("current_exe: {error}"))?;
     let mut runs = StartUpRuns::default();
-    for run in 0..RUNS {
-        let order = if run % 2 == 0 {
-            [Maniac::NAME, Tokio::NAME]
-        } else {
-            [Tokio::NAME, Maniac::NAME]
-        };
-        for runtime in order {
-            let output = memory::run_child(&exe, CHILD_ARG, runtime, workers, preemption)?;
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            if !output.status.success() {
-                return Err(format!(
-                    "the {runtime} start-up child failed ({}): {}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
+    memory::for_each_child(
+        CHILD_ARG,
+        RUNS,
+        workers,
+        preemption,
+        |run, runtime, stdout| {
             let figures: Vec<f64> = stdout
                 .split_whitespace()
                 .filter_map(|figure| figure.parse().ok())
@@ -107,7 +96,8 @@ pub fn run(workers: usize, preemption: &str, verbose: bool) -> Result<StartUpRun
             } else {
                 runs.tokio.push(took);
             }
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(runs)
 }
