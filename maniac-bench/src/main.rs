@@ -1049,6 +1049,9 @@ mod tests {
         assert!(options.selected("ping_pong") && !options.selected("yield_many"));
         assert_eq!(parse(&["--reps", "7"]).unwrap().reps, 7);
         assert!(parse(&["--only", "nope"]).is_err());
+        let start_up = parse(&["--only", "start_up", "--start-up-child", "tokio"]).unwrap();
+        assert!(start_up.selected(START_UP_BENCH) && !start_up.selected(MEMORY_BENCH));
+        assert_eq!(start_up.start_up_child.as_deref(), Some("tokio"));
         assert!(parse(&["--workers", "0"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
     }
