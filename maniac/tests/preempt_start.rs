@@ -1,8 +1,8 @@
 #![cfg(all(not(loom), target_os = "linux", target_arch = "x86_64"))]
 //! The code map (`maniac::preempt::prepare`, `monitor` rule 8) is read on demand: a runtime
 //! whose polls stay short never reads it, and the first poll to run its quantum has it read on
-//! a thread of its own and is preempted once it is read. In a child process, so that no other
-//! test has read the map before.
+//! a thread of its own and is preempted once it is read, no request coming before. In a child
+//! process, so that no other test has read the map before.
 
 mod common;
 mod coroutine_common;
@@ -11,8 +11,12 @@ mod preempt_common;
 use std::time::{Duration, Instant};
 
 use coroutine_common::in_child;
+use maniac::preempt::DeferReason;
 use maniac::runtime::{Builder, Handle};
-use preempt_common::{bounded_test, hog_for, preemptions, supported};
+use preempt_common::{bounded_test, deferred, hog_for, preemptions, supported};
+
+/// Longer than any short poll here, however long the machine holds one up.
+const QUANTUM: Duration = Duration::from_millis(50);
 
 #[test]
 fn the_code_map_is_read_for_the_first_long_poll_which_is_then_preempted() {
@@ -24,6 +28,7 @@ fn the_code_map_is_read_for_the_first_long_poll_which_is_then_preempted() {
         bounded_test(|| {
             let rt = Builder::new_multi_thread()
                 .worker_threads(1)
+                .preemption_quantum(QUANTUM)
                 .build()
                 .unwrap();
             // A second of short polls: nothing to read the map for (a read begun with the
@@ -54,6 +59,11 @@ fn the_code_map_is_read_for_the_first_long_poll_which_is_then_preempted() {
                 false
             }));
             println!("preempted={}", preempted.unwrap());
+            // No request came before the map was read (the handler would have refused it).
+            println!(
+                "refused as unread={}",
+                deferred(&rt, DeferReason::CodeMapUnread)
+            );
             println!("prepared after the hog={}", maniac::preempt::is_prepared());
             println!("preemptions={}", preemptions(&rt));
         });
@@ -63,9 +73,10 @@ fn the_code_map_is_read_for_the_first_long_poll_which_is_then_preempted() {
             child.status.success()
                 && child.stdout.contains("prepared after short polls=false")
                 && child.stdout.contains("preempted=true")
+                && child.stdout.contains("refused as unread=0")
                 && child.stdout.contains("prepared after the hog=true"),
-            "the code map was read without a long poll, or the hog was not preempted once it \
-             was ({}):\n{}\n{}",
+            "the code map was read without a long poll, a request came before it was read, or \
+             the hog was not preempted once it was ({}):\n{}\n{}",
             child.status,
             child.stdout,
             child.stderr

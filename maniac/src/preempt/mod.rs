@@ -49,11 +49,16 @@
 //! table and the call-frame information of the pure library functions) is read once per
 //! process, on a thread of its own, when a runtime's monitor first finds a poll that has run its
 //! quantum; that poll is preempted once the map is read (a few milliseconds later in a release
-//! build, some hundreds in a debug one). So a runtime starts as fast as tokio's, and a program
-//! whose polls stay short never reads it; [`prepare`] reads it beforehand, for a program that
-//! wants its first hog preempted on time (`monitor` rule 8). In a debug build the read is mostly
-//! unoptimised code (0.5 s here): `opt-level = 3` for the packages `maniac`, `rustc-demangle`,
-//! `gimli` and `object` under `[profile.dev.package]` brought it to 37 ms (BENCHMARKS.md).
+//! build, some hundreds in a debug one). So a runtime starts within 0.3–0.4 ms of tokio's (0.7
+//! against 0.4 ms here, BENCHMARKS.md "Start-up"), and a program whose polls stay short (and are
+//! not held past the quantum by the machine) never reads it; [`prepare`] reads it beforehand,
+//! for a program that wants its first hog preempted on time (`monitor` rule 8). In a debug build
+//! the read is mostly unoptimised code (0.5 s here): `opt-level = 3` for the packages `maniac`,
+//! `rustc-demangle`, `gimli` and `object` under `[profile.dev.package]` brought it to 37 ms. A
+//! process forked (without `exec`) while another of its threads reads the map inherits it
+//! half-read: there, runtimes never preempt and [`prepare`] never returns. POSIX allows such a
+//! child only async-signal-safe calls anyway; `fork` followed by `exec`
+//! (`std::process::Command`) is not affected.
 //!
 //! When the kernel has no room to queue signals (the user's `RLIMIT_SIGPENDING` reached, a count
 //! over all of the user's processes), workers get no timers of their own and the monitor
@@ -215,10 +220,9 @@ pub fn is_supported() -> bool {
 ///
 /// Without it, the map is read when a runtime's monitor first finds a poll that has run its
 /// quantum, on a thread of its own, and that poll is preempted once the map is read: a program
-/// whose polls stay short never pays for it, and a runtime starts as fast as tokio's. A program
-/// that wants its first hog preempted on time (a benchmark, a test of latencies) calls this
-/// first. Once a process has read the map, a call returns at once. Does nothing where
-/// preemption is not supported.
+/// whose polls stay short never pays for it (module doc). A program that wants its first hog
+/// preempted on time (a benchmark, a test of latencies) calls this first. Once a process has
+/// read the map, a call returns at once. Does nothing where preemption is not supported.
 pub fn prepare() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     safepoint::read_code_map();

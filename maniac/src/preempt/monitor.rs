@@ -332,12 +332,18 @@ impl MonitorWake {
 }
 
 /// Rule 8: starts reading the code map on a thread of its own, unless it is read or being read
-/// already; reads it on the calling thread if no thread can be started.
+/// already; reads it on the calling thread if no thread can be started. A read that panics (a
+/// defect) leaves preemption off in this process, said once on stderr after the panic's own
+/// message, rather than taking the monitor down with it.
 fn start_reading_code_map() {
     static STARTED: Once = Once::new();
     STARTED.call_once(|| {
         let read = || {
-            safepoint::read_code_map();
+            if std::panic::catch_unwind(safepoint::read_code_map).is_err() {
+                super::notice(format_args!(
+                    "maniac: reading the code map panicked; preemption stays off in this process"
+                ));
+            }
         };
         if thread::Builder::new()
             .name("maniac-code-map".into())

@@ -158,15 +158,15 @@ pub(crate) const DENIED_SYMBOLS: &[&str] = &[
 /// std's functions that wait for a lock with `FUTEX_WAIT` (rule 3's exception), as inherent
 /// methods of the futex implementations on Linux. A future std that renames them turns the
 /// exception off, and the unit test below fails.
-/// The module of each of [`LOCK_WAITS`]'s implementations.
-const LOCK_WAITS_MODULE: &str = "::futex::";
-
 pub(crate) const LOCK_WAITS: &[&str] = &[
     "std::sys::sync::mutex::futex::Mutex::lock_contended",
     "std::sys::sync::rwlock::futex::RwLock::read_contended",
     "std::sys::sync::rwlock::futex::RwLock::write_contended",
     "std::sys::sync::once::futex::Once::call",
 ];
+
+/// The module of each of [`LOCK_WAITS`]'s implementations.
+const LOCK_WAITS_MODULE: &str = "::futex::";
 
 /// Which of [`LOCK_WAITS`] a demangled name is, if any (`<Type>::method` in the v0 mangling,
 /// `Type::method` in the legacy one).
@@ -217,7 +217,8 @@ pub(crate) const ARITHMETIC_BUILTINS: &[&str] = &[
 /// legacy-mangled (`_ZN`, ending in the 16-digit hash `17h…E`, which C++ names lack), perhaps
 /// with an LLVM suffix (`.llvm.123`). Rule 3 denies code under any other name (module doc): C,
 /// C++ or assembly linked into the executable (a bundled SQLite holding its mutex, jemalloc's or
-/// mimalloc's allocator, a static libc) is no more ours to reason about than libc's.
+/// mimalloc's allocator, a static libc) is no more ours to reason about than libc's. A name of
+/// either form that does not demangle is taken for C too.
 fn rust_demangling(name: &str) -> Option<rustc_demangle::Demangle<'_>> {
     // Not at the first dot: legacy names spell a path's `::` inside them as `..`.
     let unsuffixed = name.find(".llvm.").map_or(name, |at| &name[..at]);
@@ -232,8 +233,10 @@ fn rust_demangling(name: &str) -> Option<rustc_demangle::Demangle<'_>> {
                         .strip_prefix("17h")
                         .is_some_and(|hash| hash.bytes().all(|b| b.is_ascii_hexdigit()))
             });
-    rust.then(|| rustc_demangle::try_demangle(name).ok())
-        .flatten()
+    if !rust {
+        return None;
+    }
+    rustc_demangle::try_demangle(name).ok()
 }
 
 /// Whether `name` starts with one of [`DENIED_SYMBOLS`].
@@ -552,13 +555,14 @@ impl LoadedObject {
     /// Adds the rows of its pure functions (`unwind::PURE_LIBC_FUNCTIONS`,
     /// `PURE_VDSO_FUNCTIONS`) to `rows`, for libc and the vDSO; other shared objects have none.
     fn pure_rows(&self, rows: &mut Vec<unwind::FrameRow>) -> Result<(), String> {
-        let mapped;
+        let file_bytes;
         let vdso = self.name == VDSO_NAME;
         let image: &[u8] = if vdso {
             vdso_image().ok_or("no vDSO image")?
         } else if self.name.contains("/libc.so") {
-            mapped = MappedFile::open(&self.name)?;
-            &mapped
+            // Read, not mapped (`MappedFile`): a few MiB.
+            file_bytes = std::fs::read(&self.name).map_err(|e| e.to_string())?;
+            &file_bytes
         } else {
             return Ok(());
         };
@@ -592,7 +596,7 @@ impl LoadedObject {
     }
 }
 
-/// A loaded object's file, mapped read-only: the code map reads its symbol table, notes and
+/// The running executable's file, mapped read-only: the code map reads its symbol table and
 /// `.eh_frame`, a small part of it (a debug build's executable is mostly debug information,
 /// which reading the whole file copied for nothing: 3.5 of the 8 ms the code map took here).
 struct MappedFile(memmap2::Mmap);
@@ -600,11 +604,12 @@ struct MappedFile(memmap2::Mmap);
 impl MappedFile {
     fn open(path: &str) -> Result<MappedFile, String> {
         let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-        // SAFETY: the bytes must not change while mapped. The file is one the process runs:
-        // the executable, which the kernel keeps from being opened for writing while it runs
-        // (ETXTBSY), or libc, whose mapped code a write or truncation would change under every
-        // process using it (installers rename a new file over it, which leaves this inode as
-        // it was). The map lives only while the code map is read.
+        // SAFETY: the bytes must not change while mapped. The file is the executable the
+        // process runs, which a local filesystem keeps from being opened for writing while it
+        // runs (ETXTBSY); a new build or an upgrade replaces the path with a new file (its own
+        // inode), which leaves this one as it was. Not covered: a network or FUSE filesystem
+        // that lets another machine write the file in place, or truncate it (an access past
+        // its end is then a SIGBUS), while the map lives, only while the code map is read.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{path}: {e}"))?;
         Ok(MappedFile(map))
     }
@@ -817,7 +822,7 @@ pub(crate) fn check(at: &Interrupted) -> Result<SafePoint, DeferReason> {
     );
     // Rule 3.
     let Some(map) = CODE_MAP.get() else {
-        return Err(DeferReason::OutsideExecutable);
+        return Err(DeferReason::CodeMapUnread);
     };
     let point = if map.is_task_code(at.pc) {
         SafePoint::Code
@@ -1167,6 +1172,8 @@ mod tests {
             "_ZN7snappy11RawCompressEPKcmPcPm",
             "main",
             "_RNotv0",
+            // Legacy-shaped, with the hash, but not a path.
+            "_ZN3fooE3bar17h0123456789abcdefE",
         ] {
             assert!(rust_demangling(c).is_none(), "{c} taken for Rust");
         }

@@ -194,11 +194,14 @@ pub enum DeferReason {
     Denylisted,
     /// The stack pointer was not in the current generator's stack with room (rule 4).
     Stack,
+    /// The code map (rule 3's view of the program's code) was not read yet. The monitor sends
+    /// no request before it is (its rule 8), so this counts only a request that came anyway.
+    CodeMapUnread,
 }
 
 impl DeferReason {
     /// Every reason, in the order of the statistics.
-    pub const ALL: [DeferReason; 7] = [
+    pub const ALL: [DeferReason; 8] = [
         DeferReason::Stale,
         DeferReason::NotInPoll,
         DeferReason::NoPreempt,
@@ -206,6 +209,7 @@ impl DeferReason {
         DeferReason::OutsideExecutable,
         DeferReason::Denylisted,
         DeferReason::Stack,
+        DeferReason::CodeMapUnread,
     ];
 
     fn index(self) -> usize {
