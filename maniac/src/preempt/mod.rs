@@ -48,11 +48,13 @@
 //! What rule 3 needs to know about the program's code (the *code map*: the executable's symbol
 //! table and the call-frame information of the pure library functions) is read once per
 //! process, on a thread of its own, when a runtime's monitor first finds a poll that has run its
-//! quantum; that poll is preempted once the map is read (a few milliseconds later in a release
+//! quantum, or 100 ms after the runtime started, whichever comes first; a poll that runs its
+//! quantum before is preempted once the map is read (a few milliseconds later in a release
 //! build, some hundreds in a debug one). So a runtime starts within 0.3–0.4 ms of tokio's (0.7
-//! against 0.4 ms here, BENCHMARKS.md "Start-up"), and a program whose polls stay short (and are
-//! not held past the quantum by the machine) never reads it; [`prepare`] reads it beforehand,
-//! for a program that wants its first hog preempted on time (`monitor` rule 8). In a debug build
+//! against 0.4 ms here, BENCHMARKS.md "Start-up"), a short run whose polls stay short (and are
+//! not held past the quantum by the machine) never reads it, and a longer-lived program has it
+//! read before its first hog as a rule; [`prepare`] reads it beforehand, for a program that
+//! wants its first hog preempted on time whenever it comes (`monitor` rule 8). In a debug build
 //! the read is mostly unoptimised code (0.5 s here): `opt-level = 3` for the packages `maniac`,
 //! `rustc-demangle`, `gimli` and `object` under `[profile.dev.package]` brought it to 37 ms. A
 //! process forked (without `exec`) while another of its threads reads the map inherits it
@@ -218,11 +220,11 @@ pub fn is_supported() -> bool {
 /// a release build, some hundreds in a debug one): call it before starting a runtime, not from
 /// a task.
 ///
-/// Without it, the map is read when a runtime's monitor first finds a poll that has run its
-/// quantum, on a thread of its own, and that poll is preempted once the map is read: a program
-/// whose polls stay short never pays for it (module doc). A program that wants its first hog
-/// preempted on time (a benchmark, a test of latencies) calls this first. Once a process has
-/// read the map, a call returns at once. Does nothing where preemption is not supported.
+/// Without it, the map is read on a thread of its own when a runtime's monitor first finds a
+/// poll that has run its quantum, which is preempted once the map is read, or 100 ms after the
+/// runtime started (module doc). A program that wants even a hog of its first 100 ms preempted
+/// on time (a benchmark, a test of latencies) calls this first. Once a process has read the
+/// map, a call returns at once. Does nothing where preemption is not supported.
 pub fn prepare() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     safepoint::read_code_map();

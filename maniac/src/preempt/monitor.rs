@@ -102,18 +102,20 @@
 //!    (`slot` module doc) is timed as in rule 2. After every worker was parked the monitor stays
 //!    as calm as it was: workers that unpark say nothing about polls getting long.
 //! 8. It sends no request before the code map (`safepoint`: what code rule 3 lets the handler
-//!    preempt) is read, since the handler would defer every one; the first time a poll it
-//!    times reaches its quantum, it starts reading the map on a thread of its own, once per
-//!    process ([`start_reading_code_map`]), and looks again a period later. Read where a
+//!    preempt) is read, since the handler would defer every one. It starts reading the map on a
+//!    thread of its own, once per process ([`start_reading_code_map`]), the first time a poll
+//!    it times reaches its quantum (and looks again a period later), or at its first pass
+//!    [`READ_CODE_MAP_AFTER`] after its runtime started, whichever comes first. Read where a
 //!    runtime started, it made that start take 8 ms in a release build and 300 ms in a debug
 //!    one (tokio's takes 0.4 ms), which a CLI tool paid at every run; read at the start on a
 //!    thread of its own, it still made the start take 2–4 ms on two cores, even at
 //!    `SCHED_IDLE` (a thread merely spinning beside the start cost it less: the reading's own
 //!    memory traffic, page faults and mappings, seems to be what the start waits behind).
-//!    Read on demand, a program whose polls stay short never reads it, and the first hog is
-//!    preempted once it is read (a few ms after its quantum in a release build, hundreds in
-//!    a debug one); `maniac::preempt::prepare` reads it beforehand, for a program that wants
-//!    its first hog preempted on time.
+//!    Read so, a short-lived program whose polls stay short never reads it, a longer-lived one
+//!    has it read before its first hog as a rule, and a hog that comes earlier is preempted
+//!    once it is read (a few ms after its quantum in a release build, hundreds in a debug
+//!    one); `maniac::preempt::prepare` reads it beforehand, for a program that wants its first
+//!    hog preempted on time whenever it comes.
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -245,6 +247,11 @@ pub(crate) fn look_period(quantum: Duration) -> Duration {
 /// Rule 4: quanta without a request after which the monitor drops back to normal priority.
 const RELAX_AFTER: u32 = 10;
 
+/// Rule 8: how long after its runtime started a monitor starts reading the code map unasked.
+/// Long enough for a runtime's start (under a millisecond) and a short CLI run to be over; short
+/// beside the life of a server, whose first hog then finds the map read.
+const READ_CODE_MAP_AFTER: Duration = Duration::from_millis(100);
+
 /// How long a poll may run beside waiting preempted polls before rule 6 reports it.
 pub(crate) const STUCK_REPORT: Duration = Duration::from_secs(1);
 
@@ -252,6 +259,8 @@ pub(crate) const STUCK_REPORT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct MonitorShared {
     pub(crate) slots: Box<[WorkerSlot]>,
+    /// When the runtime started (rule 8).
+    started: Instant,
     quantum: Duration,
     /// The time driver's ticks (rule 2).
     timer_ticks: TickGrid,
@@ -450,6 +459,7 @@ impl MonitorShared {
     ) -> MonitorShared {
         let wake = Arc::new(MonitorWake::default());
         MonitorShared {
+            started: Instant::now(),
             slots: (0..workers)
                 .map(|_| WorkerSlot::new(quantum, timer_ticks, wake.clone()))
                 .collect(),
@@ -492,6 +502,12 @@ impl MonitorShared {
         let mut woken_by_unpark: Option<Instant> = None;
         while !self.stopped() {
             let now = Instant::now();
+            if now.saturating_duration_since(self.started) >= READ_CODE_MAP_AFTER
+                && !safepoint::code_map_read()
+            {
+                // Rule 8.
+                start_reading_code_map();
+            }
             let mut any_long = false;
             let mut requested = false;
             let mut own_timed = false;
