@@ -52,6 +52,7 @@ fn a_long_poll_has_the_code_map_read_then_is_preempted() {
     }
     let child = in_child(NAME, || {
         bounded_test(|| {
+            let started = Instant::now();
             let rt = Builder::new_multi_thread()
                 .worker_threads(1)
                 .build()
@@ -67,8 +68,11 @@ fn a_long_poll_has_the_code_map_read_then_is_preempted() {
                 }
                 false
             });
-            // Well before rule 8's time (100 ms after the start) would have the map read.
-            std::thread::sleep(Duration::from_millis(30));
+            // Before rule 8's time (100 ms after the start) would have the map read: begun for
+            // the hog, a quantum after it began (with room for the machine's stalls).
+            while !code_map_begun() && started.elapsed() < Duration::from_millis(90) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             println!("begun beside the hog={}", code_map_begun());
             println!("preempted={}", rt.block_on(hog).unwrap());
             // No request came before the map was read (the handler would have refused it).
