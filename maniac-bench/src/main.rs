@@ -1000,8 +1000,9 @@ fn main() -> ExitCode {
                 );
                 if !options.json && options.preemption != PreemptionMode::Off {
                     println!(
-                        "  (maniac's code map, read when a poll first runs its quantum, which \
-                         that poll's preemption waits for: {}, median of {} runs)",
+                        "  (maniac's code map, read when a poll first runs its quantum or 100 ms \
+                         after the start, which an earlier hog's preemption waits for: {}, \
+                         median of {} runs)",
                         format_ns(Summary::of(&runs.maniac_code_map).median),
                         startup::RUNS
                     );
