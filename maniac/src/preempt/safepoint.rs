@@ -344,11 +344,16 @@ const DROPS_ELEMENTS: &[&str] = &[
 /// generic function instantiated in the program's own crate is named without its arguments
 /// (`alloc::vec::Vec<T,A>`); then one that drops elements ([`DROPS_ELEMENTS`]) is not pure,
 /// and the rest are judged by their paths (`maniac::preempt` module doc, "What is and is not
-/// enforced"). A name that mentions no path (a C function) is not pure.
+/// enforced"). An inherent method of a primitive type, a slice or a pointer is named with no
+/// module in the v0 mangling (`<*const ()>::is_aligned_to`, `<[T]>::sort`, the forms std's
+/// own symbols take, legacy ones saying `core::ptr::const_ptr::<impl *const T>`), and only
+/// `core`, `alloc` and `std` can define one (coherence): pure, unless its arguments are not.
+/// Any other name that mentions no path (a C function) is not pure.
 pub(crate) fn is_pure(name: &str, arguments_hidden: bool) -> bool {
     let drops_elements = || DROPS_ELEMENTS.iter().any(|method| name.contains(method));
+    let primitive_inherent = name.starts_with('<') && owner(name).is_none();
     !has_denied_symbol_prefix(name)
-        && mentioned_paths(name).next().is_some()
+        && (primitive_inherent || mentioned_paths(name).next().is_some())
         && mentioned_paths(name).all(|path| is_under(path, PURE_PATHS, IMPURE_PATHS))
         && !(arguments_hidden && drops_elements())
 }
@@ -1052,6 +1057,10 @@ mod tests {
             "<std::time::Instant>::elapsed",
             "<std::sys::pal::unix::time::Timespec>::now",
             "<std::collections::hash::map::HashMap<K,V,S>>::insert",
+            // Inherent methods of primitives, slices and pointers, v0-mangled: no module.
+            "<[T]>::sort",
+            "<*const ()>::is_aligned_to",
+            "<[u64]>::sort_unstable",
         ] {
             assert!(is_pure(pure, false), "{pure} is not pure");
         }
@@ -1076,9 +1085,11 @@ mod tests {
             "core::ops::function::FnOnce::call_once::<tokio::task::spawn::{closure#0}, ()>",
             "<dyn maniac::Foo>::bar",
             "core::ptr::drop_in_place<myapp::Connection>",
-            // No path at all: C code linked into the executable, or a slice's method unnamed.
+            // No path at all: C code linked into the executable.
             "malloc",
-            "<[T]>::sort",
+            // A slice's method run with a type or function that is not pure.
+            "<[myapp::Row]>::sort_by::<myapp::by_name>",
+            "<[T]>::sort_by::<std::sync::poison::mutex::Mutex<u8>>",
         ] {
             assert!(!is_pure(impure, false), "{impure} is pure");
         }
