@@ -32,10 +32,10 @@
 //!
 //!    **Library calls** (`unwind`): an instruction inside a *pure* library function, one that
 //!    holds nothing for its caller ([`is_pure`]: every path its name mentions, type arguments
-//!    included, under `core`, `alloc`, `hashbrown`, std's collections, clock or hasher; libc's
-//!    `clock_gettime` and the vDSO's functions), is allowed too when the frames above it,
-//!    walked with the call-frame information, pass through pure functions only up to a return
-//!    into the task's own code. *Why it is safe:* such a function holds nothing of its own, and
+//!    included, under `core`, `alloc`, `hashbrown`, std's collections, clock or hasher; the
+//!    primitive types' inherent methods; libc's `clock_gettime` and the vDSO's functions), is
+//!    allowed too when the frames above it, walked with the call-frame information, pass
+//!    through pure functions only up to a return into the task's own code. *Why it is safe:* such a function holds nothing of its own, and
 //!    runs no code of an impure type (its name would mention it: a generic's type arguments
 //!    are its code's, inlined or called); what remains is a caller holding something across
 //!    the call, and the walk sees every caller up to the task's code, which could hold things
