@@ -11,9 +11,10 @@
 //!
 //! and then, for maniac, times `maniac::preempt::prepare`: reading the code map, which a
 //! runtime does not do at its start but when a poll first runs its quantum or 100 ms later
-//! (`monitor` rule 8), and which a hog's preemption waits for before then. It prints both, in nanoseconds. (Should
-//! step 2's poll be held past the quantum, as a debug build's first page faults might, the read
-//! begins during the start, and the second figure is what remained of it.)
+//! (`monitor` rule 8), and which a hog's preemption waits for before then. It prints both, in
+//! nanoseconds. (Should step 2's poll be held past the quantum, as a debug build's first page
+//! faults might, the read begins during the start, and the second figure is what remained of
+//! it.)
 
 use std::time::Instant;
 

@@ -35,11 +35,11 @@
 //!    included, under `core`, `alloc`, `hashbrown`, std's collections, clock or hasher; the
 //!    primitive types' inherent methods; libc's `clock_gettime` and the vDSO's functions), is
 //!    allowed too when the frames above it, walked with the call-frame information, pass
-//!    through pure functions only up to a return into the task's own code. *Why it is safe:* such a function holds nothing of its own, and
-//!    runs no code of an impure type (its name would mention it: a generic's type arguments
-//!    are its code's, inlined or called); what remains is a caller holding something across
-//!    the call, and the walk sees every caller up to the task's code, which could hold things
-//!    at any of its own instructions anyway. A frame it cannot read, or a denied one, ends it
+//!    through pure functions only up to a return into the task's own code. *Why it is safe:*
+//!    such a function holds nothing of its own, and runs no code of an impure type (its name
+//!    would mention it: a generic's type arguments are its code's, inlined or called); what
+//!    remains is a caller holding something across the call, and the walk sees every caller up
+//!    to the task's code, which could hold things at any of its own instructions anyway. A frame it cannot read, or a denied one, ends it
 //!    with a deferral.
 //!
 //!    **The one exception: a task waiting for a std lock** ([`LOCK_WAITS`]). A task that blocks
@@ -351,7 +351,8 @@ const DROPS_ELEMENTS: &[&str] = &[
 /// Any other name that mentions no path (a C function) is not pure.
 pub(crate) fn is_pure(name: &str, arguments_hidden: bool) -> bool {
     let drops_elements = || DROPS_ELEMENTS.iter().any(|method| name.contains(method));
-    let primitive_inherent = name.starts_with('<') && owner(name).is_none();
+    // `owner` has no path only for such a method (a name that is not an impl has its own).
+    let primitive_inherent = owner(name).is_none();
     !has_denied_symbol_prefix(name)
         && (primitive_inherent || mentioned_paths(name).next().is_some())
         && mentioned_paths(name).all(|path| is_under(path, PURE_PATHS, IMPURE_PATHS))
@@ -565,7 +566,8 @@ impl LoadedObject {
         let image: &[u8] = if vdso {
             vdso_image().ok_or("no vDSO image")?
         } else if self.name.contains("/libc.so") {
-            // Read, not mapped (`MappedFile`): a few MiB.
+            // Read, not mapped (`map_running_executable`): a few MiB, and a file an upgrade
+            // could truncate in place.
             file_bytes = std::fs::read(&self.name).map_err(|e| e.to_string())?;
             &file_bytes
         } else {
@@ -601,31 +603,19 @@ impl LoadedObject {
     }
 }
 
-/// The running executable's file, mapped read-only: the code map reads its symbol table and
-/// `.eh_frame`, a small part of it (a debug build's executable is mostly debug information,
-/// which reading the whole file copied for nothing: 3.5 of the 8 ms the code map took here).
-struct MappedFile(memmap2::Mmap);
-
-impl MappedFile {
-    fn open(path: &str) -> Result<MappedFile, String> {
-        let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-        // SAFETY: the bytes must not change while mapped. The file is the executable the
-        // process runs, which a local filesystem keeps from being opened for writing while it
-        // runs (ETXTBSY); a new build or an upgrade replaces the path with a new file (its own
-        // inode), which leaves this one as it was. Not covered: a network or FUSE filesystem
-        // that lets another machine write the file in place, or truncate it (an access past
-        // its end is then a SIGBUS), while the map lives, only while the code map is read.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{path}: {e}"))?;
-        Ok(MappedFile(map))
-    }
-}
-
-impl std::ops::Deref for MappedFile {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
+/// The running executable's own file (even if it was replaced or removed since it started: its
+/// path would then name another file, whose symbols describe other code), mapped read-only. The
+/// code map reads its symbol table and `.eh_frame`, a small part of it: a debug build's
+/// executable is mostly debug information, which reading the whole file copied for nothing
+/// (3.5 of the 8 ms the code map took here). The map lives only while the code map is read.
+/// Not covered by the argument below: a network or FUSE filesystem that lets another machine
+/// write the file in place, or truncate it (an access past its end is then a SIGBUS).
+fn map_running_executable() -> Result<memmap2::Mmap, String> {
+    let file = std::fs::File::open(RUNNING_EXECUTABLE)
+        .map_err(|e| format!("{RUNNING_EXECUTABLE}: {e}"))?;
+    // SAFETY: the bytes must not change while mapped: a local filesystem refuses to open a
+    // running executable for writing (ETXTBSY), and a rebuild or upgrade makes a new inode.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{RUNNING_EXECUTABLE}: {e}"))
 }
 
 /// The `NT_GNU_BUILD_ID` note's descriptor in an ELF note segment, if it has one.
@@ -696,9 +686,7 @@ fn eh_frame_rows(
 /// to `pure_rows`.
 fn functions(bias: usize, pure_rows: &mut Vec<unwind::FrameRow>) -> Result<Functions, String> {
     use object::{Object, ObjectSymbol, SymbolKind};
-    // The running executable's own file, even if it was replaced or removed since it started
-    // (its path would then name another file, whose symbols describe other code).
-    let data = MappedFile::open(RUNNING_EXECUTABLE)?;
+    let data = map_running_executable()?;
     let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
     let (mut allowed, mut pure, mut impure) = (Vec::new(), Vec::new(), Vec::new());
     let mut lock_waits = Vec::new();
@@ -1029,7 +1017,7 @@ mod tests {
         );
         // The PLT's stubs (no sized symbol): never allowed.
         let bias = loaded_objects()[0].bias;
-        let data = MappedFile::open(RUNNING_EXECUTABLE).unwrap();
+        let data = map_running_executable().unwrap();
         let file = object::File::parse(&*data).unwrap();
         let mut stubs = 0;
         for section in file.sections() {
@@ -1195,7 +1183,7 @@ mod tests {
         use object::{Object, ObjectSymbol};
         let map = read_code_map();
         let bias = loaded_objects()[0].bias;
-        let data = MappedFile::open(RUNNING_EXECUTABLE).unwrap();
+        let data = map_running_executable().unwrap();
         let file = object::File::parse(&*data).unwrap();
         let address = |name: &str| {
             let symbol = file
